@@ -1,0 +1,166 @@
+"""Typed errors: one class for each rule, each message naming the rule, the limit and the URL.
+
+Two families matter to the operator:
+
+* :class:`RequestFailedError` and its subclasses are the failures the Adobe activity's
+  "if request failed" transition covers (timeouts, guardrails, HTTP errors, invalid JSON,
+  schema violations). With ``failure_branch`` set, the operator follows the branch.
+* Everything else (:class:`ConfigurationError`, :class:`InboundDataError`,
+  :class:`XComTooLargeError`) is a mistake in the DAG or its data and always fails the task.
+
+Messages never carry secrets: URLs are redacted before they get here and body
+excerpts are scrubbed by the caller.
+"""
+
+from __future__ import annotations
+
+
+class ExternalApiError(Exception):
+    """Base class of every error raised by this provider.
+
+    :param message: human-readable text; it names the rule and the limit.
+    :param url: the URL concerned, with query secrets already redacted.
+    :param status: the HTTP status, when a response was received.
+    """
+
+    rule: str = "external API"
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        self.message = message
+        super().__init__(f"{message} (URL '{url}')" if url else message)
+
+
+class ConfigurationError(ExternalApiError):
+    """The connection or the operator is configured wrongly; it names the field."""
+
+    rule = "configuration"
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"Invalid {field!r}: {problem}")
+
+
+class ConnectionConfigError(ConfigurationError):
+    """A connection field or extra is unknown, of the wrong type or out of range."""
+
+    rule = "connection configuration"
+
+
+class MappingConfigError(ConfigurationError):
+    """An ``inbound``/``outbound`` mapping, schema or other operator argument is invalid."""
+
+    rule = "mapping configuration"
+
+
+class InboundDataError(ExternalApiError):
+    """Upstream rows do not fit the inbound mapping (a data error, never a request failure)."""
+
+    rule = "inbound data"
+
+
+class XComTooLargeError(ExternalApiError):
+    """The mapped rows are larger than ``xcom_max_bytes`` and no ``output_path`` is set."""
+
+    rule = "XCom size limit"
+
+
+class RequestFailedError(ExternalApiError):
+    """The call failed: the errors that the activity's "if request failed" transition covers."""
+
+    rule = "request failed"
+
+
+class GuardrailError(RequestFailedError):
+    """A guardrail of the External API activity refused the request or the response."""
+
+
+class InsecureUrlError(GuardrailError):
+    """The URL is not ``https://``."""
+
+    rule = "HTTPS only"
+
+
+class HostNotAllowedError(GuardrailError):
+    """The host is ``localhost``, an IP literal, resolves to a non-public address, or is off-host."""
+
+    rule = "host not allowed"
+
+
+class RedirectNotFollowedError(GuardrailError):
+    """The server answered with a 3xx redirect; redirects are never followed."""
+
+    rule = "redirects not followed"
+
+
+class InvalidHeaderError(GuardrailError):
+    """A header name is not an RFC 9110 token, a value has CR/LF, or the header is reserved."""
+
+    rule = "invalid header"
+
+
+class RequestTooLargeError(GuardrailError):
+    """The JSON request body is over the request size limit."""
+
+    rule = "request body size limit"
+
+
+class ResponseTooLargeError(GuardrailError):
+    """The response body is over ``max_response_bytes``."""
+
+    rule = "response size limit"
+
+
+class ContentTypeError(GuardrailError):
+    """The response is not ``application/json`` (or ``*+json``)."""
+
+    rule = "JSON content type"
+
+
+class JsonDepthError(GuardrailError):
+    """The JSON document nests deeper than the depth limit."""
+
+    rule = "JSON depth limit"
+
+
+class JsonKeyLengthError(GuardrailError):
+    """A JSON object key is longer than the key length limit."""
+
+    rule = "JSON key length limit"
+
+
+class InvalidJsonError(RequestFailedError):
+    """The response body is not valid UTF-8 JSON."""
+
+    rule = "malformed JSON"
+
+
+class DeadlineExceededError(RequestFailedError):
+    """The call, retries included, did not finish within the connection's ``timeout``."""
+
+    rule = "timeout"
+
+
+class TransportError(RequestFailedError):
+    """The connection failed, reset or timed out, and retries are exhausted or not allowed."""
+
+    rule = "transport"
+
+
+class HttpStatusError(RequestFailedError):
+    """The final response has an error status (4xx or 5xx)."""
+
+    rule = "HTTP status"
+
+
+class TokenError(RequestFailedError):
+    """The OAuth2 token endpoint refused the client credentials or sent no usable token."""
+
+    rule = "OAuth2 token"
+
+
+class ResponseSchemaError(RequestFailedError):
+    """The parsed response does not match ``response_schema``."""
+
+    rule = "response schema"

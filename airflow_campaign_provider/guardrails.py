@@ -1,0 +1,242 @@
+"""The External API activity's guardrails: limits as named constants and the pure checks that enforce them.
+
+Every rule that refuses a URL, a host, a header, a body or a JSON document lives
+here, so "why was my call refused?" has one place to look. The checks raise the
+typed errors of :mod:`airflow_campaign_provider.exceptions`; none of them does I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+from airflow_campaign_provider.exceptions import (
+    ContentTypeError,
+    HostNotAllowedError,
+    InsecureUrlError,
+    InvalidHeaderError,
+    JsonDepthError,
+    JsonKeyLengthError,
+    RequestTooLargeError,
+    ResponseTooLargeError,
+)
+
+MAX_REQUEST_BODY_BYTES = 5 * 1024 * 1024
+"""JSON request bodies are at most 5 MiB, as in the activity."""
+
+DEFAULT_MAX_RESPONSE_BYTES = 5 * 1024 * 1024
+"""Default response size limit (5,242,880 bytes), the activity's current value."""
+
+MAX_RESPONSE_BYTES_CEILING = 50 * 1024 * 1024
+"""Highest ``max_response_bytes`` a connection may set: the activity's earlier 50 MB limit."""
+
+MAX_JSON_DEPTH = 10
+"""Nesting limit; the top-level object or array is level 1."""
+
+MAX_JSON_KEY_LENGTH = 255
+"""Longest object key accepted; a key becomes a column id."""
+
+RESERVED_HEADERS = frozenset(
+    {
+        "accept",
+        "connection",
+        "content-length",
+        "content-type",
+        "expect",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+"""Headers the transport owns; a caller may not set them."""
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
+_FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and other controls
+_JSON_MEDIA_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
+
+
+def check_url(url: str, *, allow_private_hosts: bool) -> SplitResult:
+    """Check the scheme and host of ``url`` before anything is sent, and return it split.
+
+    ``https://`` only, no credentials in the URL, and, unless ``allow_private_hosts``,
+    neither ``localhost`` nor an IP literal as the host.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as err:
+        raise InsecureUrlError(f"HTTPS only: cannot parse the URL ({err})", url=url) from None
+    if parts.scheme.lower() != "https":
+        raise InsecureUrlError(
+            f"HTTPS only: the scheme is {parts.scheme or 'missing'!r}, only 'https' is allowed", url=url
+        )
+    if not parts.hostname:
+        raise InsecureUrlError("HTTPS only: the URL has no host", url=url)
+    if parts.username is not None or parts.password is not None:
+        raise InsecureUrlError(
+            "credentials in the URL are not allowed; put them in the connection's login and password",
+            url=url,
+        )
+    if not allow_private_hosts:
+        check_host_name(parts.hostname, url=url)
+    return parts
+
+
+def check_host_name(host: str, *, url: str) -> None:
+    """Refuse ``localhost`` (and ``*.localhost``) and IP literals, decimal and hex forms included."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        raise HostNotAllowedError(
+            "host not allowed: 'localhost' is refused (set allow_private_hosts to lift this)", url=url
+        )
+    last_label = name.rsplit(".", 1)[-1]
+    if _is_ip_literal(name) or last_label.isdigit() or last_label.startswith("0x"):
+        raise HostNotAllowedError(
+            f"host not allowed: {host!r} is an IP address literal, a DNS name is required "
+            "(set allow_private_hosts to lift this)",
+            url=url,
+        )
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def is_public_address(address: str) -> bool:
+    """Return True for a globally routable unicast address (IPv4-mapped IPv6 is unwrapped)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_resolved_addresses(host: str, addresses: Iterable[str], *, url: str) -> None:
+    """Refuse a host when any address it resolves to is loopback, private, link-local or unspecified.
+
+    Checking every resolved address (and connecting only to checked ones, which the
+    transport does) also stops DNS rebinding: a name cannot pass here and then reach
+    an internal address.
+    """
+    for address in addresses:
+        if not is_public_address(address):
+            raise HostNotAllowedError(
+                f"host not allowed: {host!r} resolves to the non-public address {address} "
+                "(loopback, private, link-local and unspecified addresses are refused; "
+                "set allow_private_hosts to lift this)",
+                url=url,
+            )
+
+
+def check_headers(headers: Mapping[str, str], *, url: str | None = None, source: str = "header") -> None:
+    """Check header names (RFC 9110 tokens, not reserved) and values (no CR, LF or controls)."""
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise InvalidHeaderError(
+                f"invalid header: the {source} name {name!r} is not an RFC 9110 token", url=url
+            )
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidHeaderError(
+                f"invalid header: {name!r} is reserved and set by the transport", url=url
+            )
+        if not isinstance(value, str):
+            raise InvalidHeaderError(
+                f"invalid header: the value of {name!r} must be a string, not {type(value).__name__}",
+                url=url,
+            )
+        if _FORBIDDEN_IN_VALUE.search(value):
+            raise InvalidHeaderError(
+                f"invalid header: the value of {name!r} contains CR, LF or another control character",
+                url=url,
+            )
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidHeaderError(
+                f"invalid header: the value of {name!r} has characters outside ISO-8859-1", url=url
+            ) from None
+
+
+def encode_json_body(body: Any, *, url: str, limit: int = MAX_REQUEST_BODY_BYTES) -> bytes:
+    """Serialize a request body to compact UTF-8 JSON and enforce the request size limit."""
+    try:
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as err:
+        raise RequestTooLargeError(f"request body is not JSON-serializable: {err}", url=url) from None
+    if len(data) > limit:
+        raise RequestTooLargeError(
+            f"request body size limit: the JSON body is {len(data):,} bytes, the limit is {limit:,} bytes",
+            url=url,
+        )
+    return data
+
+
+def check_response_size(received: int, limit: int, *, url: str, declared: bool = False) -> None:
+    """Refuse a response once its size (declared in Content-Length, or read so far) passes ``limit``."""
+    if received > limit:
+        how = "declares a Content-Length of" if declared else "passed"
+        raise ResponseTooLargeError(
+            f"response size limit: the response {how} {received:,} bytes, the limit is {limit:,} bytes",
+            url=url,
+        )
+
+
+def check_json_content_type(content_type: str | None, *, url: str, status: int | None = None) -> None:
+    """Require ``application/json`` or ``application/*+json``, with UTF-8 if a charset is given."""
+    media_type, _, params = (content_type or "").partition(";")
+    if not _JSON_MEDIA_TYPE.fullmatch(media_type.strip()):
+        raise ContentTypeError(
+            f"JSON content type: the response Content-Type is {content_type or 'missing'!r}, "
+            "expected 'application/json' or 'application/*+json'",
+            url=url,
+            status=status,
+        )
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise ContentTypeError(
+                f"JSON content type: charset {value.strip()!r} is not UTF-8", url=url, status=status
+            )
+
+
+def check_json_shape(document: Any, *, url: str | None = None) -> None:
+    """Enforce the JSON depth limit (top level is level 1) and the key length limit.
+
+    Iterative, so a hostile document cannot exhaust the Python stack, and it visits
+    containers only: leaf values are never looked at.
+    """
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise JsonDepthError(
+                f"JSON depth limit: the document nests {depth} levels deep, the limit is {MAX_JSON_DEPTH}",
+                url=url,
+            )
+        if type(node) is dict:
+            if node and max(map(len, node)) > MAX_JSON_KEY_LENGTH:
+                key = next(k for k in node if len(k) > MAX_JSON_KEY_LENGTH)
+                raise JsonKeyLengthError(
+                    f"JSON key length limit: a key of {len(key):,} characters ({key[:40]!r}…) "
+                    f"is over the limit of {MAX_JSON_KEY_LENGTH}",
+                    url=url,
+                )
+            children: Iterable[Any] = node.values()
+        else:
+            children = node
+        child_depth = depth + 1
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, child_depth))

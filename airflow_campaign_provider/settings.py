@@ -1,0 +1,315 @@
+"""Parse and validate a Campaign External API connection into frozen settings.
+
+Pure: it takes the connection's fields as plain values and never touches Airflow,
+the network or the disk. Every problem is a :class:`ConnectionConfigError` naming
+the field. Extras are read under their plain key and under the
+``extra__campaign_external_api__<field>`` form that older UIs wrote; an unknown
+extra is an error, never a header.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from airflow_campaign_provider.exceptions import ConnectionConfigError, ExternalApiError
+from airflow_campaign_provider.guardrails import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    MAX_RESPONSE_BYTES_CEILING,
+    check_headers,
+    check_url,
+)
+
+CONN_TYPE = "campaign_external_api"
+DEFAULT_CONN_ID = "campaign_external_api_default"
+_PREFIX = f"extra__{CONN_TYPE}__"
+
+AuthType = Literal["none", "basic", "bearer", "api_key", "oauth2_client_credentials"]
+AUTH_TYPES: tuple[AuthType, ...] = ("none", "basic", "bearer", "api_key", "oauth2_client_credentials")
+
+DEFAULT_TIMEOUT = 60.0
+MAX_TIMEOUT = 600.0
+DEFAULT_MAX_RETRIES = 3
+MAX_MAX_RETRIES = 10
+DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+DEFAULT_API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """How requests authenticate. ``secret`` is the password, token, API key or client secret."""
+
+    type: AuthType = "none"
+    login: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    api_key_header: str = DEFAULT_API_KEY_HEADER
+    token_url: str | None = None
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Everything the hook needs to call an API, validated. See the README's connection table."""
+
+    base_url: str
+    auth: AuthSettings = AuthSettings()
+    timeout: float = DEFAULT_TIMEOUT
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+    verify: bool | str = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+    allow_private_hosts: bool = False
+    proxies: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def host(self) -> str:
+        """The base URL's host name, lower-cased."""
+        return (urlsplit(self.base_url).hostname or "").lower()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret this connection holds, in the forms that could appear in text."""
+        found: list[str] = []
+        if self.auth.secret:
+            found.append(self.auth.secret)
+            if self.auth.login:
+                # Basic auth (and the OAuth2 token request) send base64("login:secret").
+                basic = f"{self.auth.login}:{self.auth.secret}".encode()
+                found.append(base64.b64encode(basic).decode())
+        for proxy in self.proxies.values():
+            password = urlsplit(proxy).password
+            if password:
+                found.append(password)
+        return tuple(found)
+
+
+def _unset(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConnectionConfigError(name, f"expected true or false, got {value!r}")
+
+
+def _as_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConnectionConfigError(name, f"expected an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ConnectionConfigError(name, f"{value} is out of range, it must be between {low} and {high}")
+    return value
+
+
+def _as_number(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConnectionConfigError(name, f"expected a number of seconds, got {value!r}") from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConnectionConfigError(name, f"expected a number of seconds, got {value!r}")
+    if not low < value <= high:
+        raise ConnectionConfigError(
+            name, f"{value} is out of range, it must be above {low} and at most {high}"
+        )
+    return float(value)
+
+
+def _as_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConnectionConfigError(name, f"expected a string, got {type(value).__name__}")
+    return value.strip()
+
+
+def _as_json(name: str, value: Any) -> Any:
+    """Accept a JSON string for list and object extras (URI-form connections carry only strings)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ConnectionConfigError(name, f"expected JSON, got {value!r}") from None
+    return value
+
+
+def _as_statuses(name: str, value: Any) -> frozenset[int]:
+    value = _as_json(name, value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConnectionConfigError(name, f"expected a list of HTTP statuses, got {value!r}")
+    return frozenset(_as_int(name, status, 400, 599) for status in value)
+
+
+def _as_str_map(name: str, value: Any) -> dict[str, str]:
+    value = _as_json(name, value)
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConnectionConfigError(name, "expected an object of string values")
+    return dict(value)
+
+
+def _as_verify(name: str, value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        return value.strip()
+    raise ConnectionConfigError(name, f"expected true, false or a CA bundle path, got {value!r}")
+
+
+def _as_auth_type(name: str, value: Any) -> AuthType:
+    if value not in AUTH_TYPES:
+        raise ConnectionConfigError(name, f"{value!r} is not one of {', '.join(AUTH_TYPES)}")
+    return cast("AuthType", value)
+
+
+_EXTRAS: dict[str, Callable[[str, Any], Any]] = {
+    "auth_type": _as_auth_type,
+    "api_key_header": _as_str,
+    "token_url": _as_str,
+    "scope": _as_str,
+    "timeout": lambda n, v: _as_number(n, v, 0, MAX_TIMEOUT),
+    "max_response_bytes": lambda n, v: _as_int(n, v, 1, MAX_RESPONSE_BYTES_CEILING),
+    "max_retries": lambda n, v: _as_int(n, v, 0, MAX_MAX_RETRIES),
+    "retry_statuses": _as_statuses,
+    "verify": _as_verify,
+    "headers": _as_str_map,
+    "allow_private_hosts": _as_bool,
+    "proxies": _as_str_map,
+}
+"""Every extra the connection accepts, with the parser that validates it."""
+
+EXTRA_FIELDS = tuple(_EXTRAS)
+
+
+def read_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the connection's extras into typed values, keyed by plain field name.
+
+    Empty values (``None`` or ``""``, which the web UI writes for blank fields) count as unset.
+    """
+    values: dict[str, Any] = {}
+    for key, raw in extra.items():
+        name = key[len(_PREFIX) :] if key.startswith(_PREFIX) else key
+        if name not in _EXTRAS:
+            raise ConnectionConfigError(
+                f"extra.{key}", f"unknown extra; the known extras are {', '.join(EXTRA_FIELDS)}"
+            )
+        if _unset(raw):
+            continue
+        value = _EXTRAS[name](f"extra.{name}", raw)
+        if name in values and values[name] != value:
+            raise ConnectionConfigError(
+                f"extra.{name}", f"set twice with different values (as {name!r} and {_PREFIX + name!r})"
+            )
+        values[name] = value
+    return values
+
+
+def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
+    if _unset(host):
+        raise ConnectionConfigError("host", "the base URL is required, e.g. https://api.example.com/v1")
+    host = cast("str", host).strip()
+    if "://" not in host:
+        host = f"{(schema or 'https').strip().lower()}://{host}"
+    elif not _unset(schema) and urlsplit(host).scheme.lower() != cast("str", schema).strip().lower():
+        raise ConnectionConfigError("schema", f"{schema!r} contradicts the scheme of the host URL")
+    parts = urlsplit(host)
+    netloc = parts.netloc
+    if port:
+        if parts.port not in (None, port):
+            raise ConnectionConfigError("port", f"{port} contradicts the port in the host URL")
+        netloc = f"{netloc.rsplit(':', 1)[0] if parts.port else netloc}:{port}"
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
+def _check_url_field(name: str, url: str, allow_private_hosts: bool) -> None:
+    try:
+        check_url(url, allow_private_hosts=allow_private_hosts)
+    except ExternalApiError as err:
+        raise ConnectionConfigError(name, err.message) from None
+
+
+def parse_connection(
+    *,
+    host: str | None,
+    login: str | None = None,
+    password: str | None = None,
+    schema: str | None = None,
+    port: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ConnectionSettings:
+    """Build validated :class:`ConnectionSettings` from a connection's fields and extras."""
+    values = read_extras(extra or {})
+    allow_private = values.get("allow_private_hosts", False)
+    base_url = _base_url(host, schema, port)
+    _check_url_field("host", base_url, allow_private)
+
+    login = None if _unset(login) else login
+    password = None if _unset(password) else password
+    auth_type: AuthType = values.get("auth_type", "basic" if login else "none")
+    if auth_type == "basic" and not login:
+        raise ConnectionConfigError("login", "auth_type 'basic' needs a login (and usually a password)")
+    if auth_type in ("bearer", "api_key") and not password:
+        raise ConnectionConfigError("password", f"auth_type {auth_type!r} reads the token from the password")
+    if auth_type == "oauth2_client_credentials":
+        if not login or not password:
+            raise ConnectionConfigError(
+                "login",
+                "auth_type 'oauth2_client_credentials' needs the client id (login) and secret (password)",
+            )
+        if "token_url" not in values:
+            raise ConnectionConfigError(
+                "extra.token_url", "auth_type 'oauth2_client_credentials' needs a token_url"
+            )
+        _check_url_field("extra.token_url", values["token_url"], allow_private)
+    elif "token_url" in values or "scope" in values:
+        raise ConnectionConfigError(
+            "extra.token_url", "token_url and scope only apply to auth_type 'oauth2_client_credentials'"
+        )
+
+    api_key_header = values.get("api_key_header", DEFAULT_API_KEY_HEADER)
+    headers = values.get("headers", {})
+    for name, checked in (("extra.api_key_header", {api_key_header: "-"}), ("extra.headers", headers)):
+        try:
+            check_headers(checked, source=name)
+        except ExternalApiError as err:
+            raise ConnectionConfigError(name, err.message) from None
+    if auth_type != "none" and any(name.lower() == "authorization" for name in headers):
+        raise ConnectionConfigError("extra.headers", f"Authorization conflicts with auth_type {auth_type!r}")
+
+    for scheme, proxy in values.get("proxies", {}).items():
+        if scheme not in ("http", "https", "all") or "://" not in proxy:
+            raise ConnectionConfigError("extra.proxies", "expected {'https': 'http://proxy.example:3128'}")
+
+    return ConnectionSettings(
+        base_url=base_url,
+        auth=AuthSettings(
+            type=auth_type,
+            login=login,
+            secret=password,
+            api_key_header=api_key_header,
+            token_url=values.get("token_url"),
+            scope=values.get("scope"),
+        ),
+        timeout=values.get("timeout", DEFAULT_TIMEOUT),
+        max_response_bytes=values.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
+        max_retries=values.get("max_retries", DEFAULT_MAX_RETRIES),
+        retry_statuses=values.get("retry_statuses", DEFAULT_RETRY_STATUSES),
+        verify=values.get("verify", True),
+        headers=headers,
+        allow_private_hosts=allow_private,
+        proxies=values.get("proxies", {}),
+    )

@@ -1,0 +1,115 @@
+"""Pure policy: retry decisions and backoff, Retry-After, the OAuth2 token cache, and redaction."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+
+from airflow_campaign_provider.auth import OAuth2ClientCredentials
+from airflow_campaign_provider.exceptions import TokenError
+from airflow_campaign_provider.redaction import excerpt, redact_url, scrub
+from airflow_campaign_provider.retry import RetryPolicy, parse_retry_after
+
+POLICY = RetryPolicy(max_retries=3, retry_statuses=frozenset({429, 503}))
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD"])
+def test_idempotent_methods_retry_after_sending(method: str) -> None:
+    assert POLICY.may_retry(0, method, request_sent=True)
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_non_idempotent_methods_retry_only_when_not_sent_or_opted_in(method: str) -> None:
+    assert not POLICY.may_retry(0, method, request_sent=True)
+    assert POLICY.may_retry(0, method, request_sent=False)
+    assert POLICY.may_retry(0, method, request_sent=True, retry_non_idempotent=True)
+
+
+def test_max_retries_bounds_the_count() -> None:
+    assert POLICY.may_retry(2, "GET", request_sent=True)
+    assert not POLICY.may_retry(3, "GET", request_sent=True)
+    assert not RetryPolicy(0, frozenset()).may_retry(0, "GET", request_sent=False)
+
+
+def test_backoff_is_exponential_with_jitter() -> None:
+    rng = random.Random(7)
+    waits = [POLICY.backoff(n, rng) for n in range(1, 6)]
+    for n, wait in enumerate(waits, start=1):
+        ceiling = min(30.0, 0.5 * 2 ** (n - 1))
+        assert ceiling / 2 <= wait <= ceiling
+    assert len({round(POLICY.backoff(3, rng), 6) for _ in range(20)}) > 1, "jitter must vary"
+    assert POLICY.backoff(50, rng) <= 30.0
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    now = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now) == 90.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=90), usegmt=True), now) == 0.0
+    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("soon", now) is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_oauth2_token_cache_expires_with_skew() -> None:
+    clock = Clock()
+    auth = OAuth2ClientCredentials(clock)
+    assert not auth.has_valid_token
+    assert auth.store({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 100}) == "tok-1"
+    assert auth.has_valid_token
+    clock.now += 89
+    assert auth.has_valid_token
+    clock.now += 2  # 100 s minus a 10 s skew
+    assert not auth.has_valid_token
+    auth.store({"access_token": "tok-2", "expires_in": 3600})
+    clock.now += 3600 - 31
+    assert auth.has_valid_token
+    clock.now += 2  # skew is capped at 30 s
+    assert not auth.has_valid_token
+    auth.store({"access_token": "tok-3"})
+    clock.now += 10**6
+    assert auth.has_valid_token, "a token without expires_in is kept until a 401"
+    auth.invalidate()
+    assert not auth.has_valid_token
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {},
+        {"access_token": 5},
+        {"access_token": "t", "token_type": "mac"},
+        {"access_token": "t", "expires_in": "soon"},
+        {"access_token": "t", "expires_in": -1},
+        ["access_token"],
+    ],
+)
+def test_bad_token_responses(response: object) -> None:
+    with pytest.raises(TokenError):
+        OAuth2ClientCredentials().store(response)
+
+
+def test_redact_url_hides_secret_query_values_and_userinfo() -> None:
+    url = "https://u:p@api.example.com/v1/x?api_key=abc&zip=20121&access_token=t0k&sig=zz&q=known-secret"
+    shown = redact_url(url, ["known-secret"])
+    assert shown == ("https://***@api.example.com/v1/x?api_key=***&zip=20121&access_token=***&sig=***&q=***")
+
+
+def test_scrub_and_excerpt() -> None:
+    assert scrub("Bearer abcd1234 and abcd1234", ["abcd1234"]) == "Bearer *** and ***"
+    assert scrub("a b c", ["a"]) == "a b c", "very short values are not scrubbed from prose"
+    body = ("x" * 195 + "SECRET-TOKEN-VALUE" + "y" * 500).encode()
+    text = excerpt(body, ["SECRET-TOKEN-VALUE"], limit=200)
+    assert "SECRET" not in text
+    assert len(text) <= 201
+    assert excerpt(b"<html>\n  <b>Bad   gateway</b>\n</html>", []) == "<html> <b>Bad gateway</b> </html>"
