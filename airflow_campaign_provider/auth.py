@@ -78,9 +78,7 @@ class OAuth2ClientCredentials(AuthBase):
             raise TokenError(f"OAuth2 token: expires_in {expires_in!r} is not a number of seconds")
         self._token = token_response["access_token"]
         self._expires_at = (
-            None
-            if expires_in is None
-            else self._clock() + expires_in - min(_MAX_EXPIRY_SKEW, expires_in * 0.1)
+            None if expires_in is None else self._clock() + expires_in - min(_MAX_EXPIRY_SKEW, expires_in * 0.1)
         )
         return self._token
 

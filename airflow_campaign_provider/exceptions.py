@@ -164,3 +164,9 @@ class ResponseSchemaError(RequestFailedError):
     """The parsed response does not match ``response_schema``."""
 
     rule = "response schema"
+
+
+class ResponseMappingError(RequestFailedError):
+    """The response does not have the shape the outbound mapping needs, or breaks a flatten limit."""
+
+    rule = "outbound mapping"

@@ -1,19 +1,23 @@
 """Parse a response body into JSON under the guardrails, with the cyclic garbage collector paused.
 
+Parsing uses ``msgspec`` (already a dependency of Airflow itself): with the collector
+paused it decodes about three times faster than the standard library, and it is
+stricter (no NaN, no out-of-range numbers, no lone surrogates).
+
 In a process with Airflow loaded, about 170k objects are tracked by the collector.
-A large ``json.loads`` allocates enough containers to trigger several full
-collections, each walking all of them: measured here, 5 MiB parses in 145 ms with
-the collector on and 58 ms with it paused. The parse allocates no cycles, so
-pausing it is safe; the collector runs again as soon as we leave.
+A large parse allocates enough containers to trigger collections that walk all of
+them; the parse allocates no cycles, so pausing the collector is safe, and it runs
+again as soon as we leave.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import msgspec
 
 from airflow_campaign_provider.exceptions import InvalidJsonError
 from airflow_campaign_provider.guardrails import check_json_content_type, check_json_shape
@@ -31,22 +35,16 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(content: bytes, content_type: str | None, *, url: str, status: int | None = None) -> Any:
-    """Parse a JSON response body: JSON content type, strict UTF-8, no NaN/Infinity, depth and key limits."""
+    """Parse a JSON response body: JSON content type, strict UTF-8 JSON, then the depth and key limits."""
     check_json_content_type(content_type, url=url, status=status)
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InvalidJsonError(
-            f"malformed JSON: the body is not valid UTF-8 (byte {err.start})", url=url, status=status
-        ) from None
     with gc_paused():
         try:
-            document = json.loads(text, parse_constant=_refuse_constant)
+            document = msgspec.json.decode(content)
+        except UnicodeDecodeError as err:
+            raise InvalidJsonError(
+                f"malformed JSON: the body is not valid UTF-8 ({err.reason})", url=url, status=status
+            ) from None
         except (ValueError, RecursionError) as err:
             raise InvalidJsonError(f"malformed JSON: {err}", url=url, status=status) from None
         check_json_shape(document, url=url)

@@ -121,9 +121,7 @@ def _as_number(name: str, value: Any, low: float, high: float) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ConnectionConfigError(name, f"expected a number of seconds, got {value!r}")
     if not low < value <= high:
-        raise ConnectionConfigError(
-            name, f"{value} is out of range, it must be above {low} and at most {high}"
-        )
+        raise ConnectionConfigError(name, f"{value} is out of range, it must be above {low} and at most {high}")
     return float(value)
 
 
@@ -271,9 +269,7 @@ def parse_connection(
                 "auth_type 'oauth2_client_credentials' needs the client id (login) and secret (password)",
             )
         if "token_url" not in values:
-            raise ConnectionConfigError(
-                "extra.token_url", "auth_type 'oauth2_client_credentials' needs a token_url"
-            )
+            raise ConnectionConfigError("extra.token_url", "auth_type 'oauth2_client_credentials' needs a token_url")
         _check_url_field("extra.token_url", values["token_url"], allow_private)
     elif "token_url" in values or "scope" in values:
         raise ConnectionConfigError(

@@ -66,3 +66,19 @@ def make_conn(monkeypatch: pytest.MonkeyPatch, local_ca: LocalCA) -> ConnFactory
         return conn_id
 
     return make
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB; returns the dags folder that ``dag.test()`` syncs."""
+    from tests.support.airflow_run import migrate_db
+
+    migrate_db()
+    return _HOME / "dags"
+
+
+def read_task_output(capfd: pytest.CaptureFixture[str], home: Path) -> str:
+    """Everything a task run printed (stdout and stderr) plus every log file under AIRFLOW_HOME/logs."""
+    out, err = capfd.readouterr()
+    logs = [p.read_text(errors="replace") for p in (home / "logs").rglob("*") if p.is_file()]
+    return "\n".join([out, err, *logs])

@@ -70,9 +70,7 @@ class LocalHttpsServer(ThreadingHTTPServer):
         self, handler: type[BaseHTTPRequestHandler], ca: LocalCA, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         super().__init__((host, port), handler)
-        self.socket = ca.server_context().wrap_socket(
-            self.socket, server_side=True, do_handshake_on_connect=False
-        )
+        self.socket = ca.server_context().wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self._thread: threading.Thread | None = None
 
     @property

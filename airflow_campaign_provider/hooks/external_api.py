@@ -93,9 +93,7 @@ class ApiResponse:
         :raises JsonDepthError: nesting deeper than 10 levels.
         :raises JsonKeyLengthError: a key longer than 255 characters.
         """
-        return parse_json(
-            self.content, self.headers.get("Content-Type"), url=self.display_url, status=self.status_code
-        )
+        return parse_json(self.content, self.headers.get("Content-Type"), url=self.display_url, status=self.status_code)
 
 
 def format_size(size: int) -> str:
@@ -209,12 +207,9 @@ class ExternalApiHook(BaseHook):
         if target.scheme or target.netloc:
             url = endpoint
             parts = check_url(url, allow_private_hosts=self.settings.allow_private_hosts)
-            if (parts.hostname or "").lower() != self.settings.host or (parts.port or 443) != (
-                base.port or 443
-            ):
+            if (parts.hostname or "").lower() != self.settings.host or (parts.port or 443) != (base.port or 443):
                 raise HostNotAllowedError(
-                    f"host not allowed: an absolute endpoint must be on the connection's host "
-                    f"{base.netloc!r}",
+                    f"host not allowed: an absolute endpoint must be on the connection's host {base.netloc!r}",
                     url=redact_url(url, self._secrets),
                 )
         else:
@@ -282,9 +277,7 @@ class ExternalApiHook(BaseHook):
             started = time.monotonic()
             response = self.request("GET")
             latency = (time.monotonic() - started) * 1000
-            return True, (
-                f"Connected to {response.display_url}: HTTP {response.status_code} in {latency:.0f} ms"
-            )
+            return True, (f"Connected to {response.display_url}: HTTP {response.status_code} in {latency:.0f} ms")
         except HttpStatusError as err:
             if err.status in (401, 403):
                 return False, f"The API rejected the credentials: HTTP {err.status} from {err.url}"
@@ -346,11 +339,7 @@ class ExternalApiHook(BaseHook):
                 )
                 time.sleep(wait)
                 continue
-            if (
-                response.status_code == 401
-                and isinstance(use_auth, OAuth2ClientCredentials)
-                and not refreshed
-            ):
+            if response.status_code == 401 and isinstance(use_auth, OAuth2ClientCredentials) and not refreshed:
                 refreshed = True
                 use_auth.invalidate()
                 self._fetch_token(use_auth, deadline, after_401=True)
@@ -382,9 +371,7 @@ class ExternalApiHook(BaseHook):
             raise DeadlineExceededError(f"timeout: the {settings.timeout:g} s deadline passed", url=shown)
         if settings.proxies and not settings.allow_private_hosts:
             self._check_target_addresses(url, shown)
-        prepared = session.prepare_request(
-            requests.Request(method, url, headers=headers, data=body, auth=auth)
-        )
+        prepared = session.prepare_request(requests.Request(method, url, headers=headers, data=body, auth=auth))
         started = time.monotonic()
         expired = DeadlineExceededError(
             f"timeout: no complete response within the {settings.timeout:g} s deadline", url=shown
@@ -481,9 +468,7 @@ class ExternalApiHook(BaseHook):
             raise TransportError(f"transport: cannot resolve {host!r} ({err})", url=shown) from None
         check_resolved_addresses(host, [str(info[4][0]) for info in infos], url=shown)
 
-    def _fetch_token(
-        self, auth: OAuth2ClientCredentials, deadline: float, *, after_401: bool = False
-    ) -> None:
+    def _fetch_token(self, auth: OAuth2ClientCredentials, deadline: float, *, after_401: bool = False) -> None:
         """Fetch an OAuth2 client-credentials token through the same guardrails, retries and deadline."""
         settings = self.settings
         token_url = settings.auth.token_url or ""

@@ -364,9 +364,7 @@ def test_bearer_auth(server, make_conn) -> None:
 
 
 def test_api_key_auth_uses_the_configured_header(server, make_conn) -> None:
-    make_conn(
-        host=f"{server.base_url}/v1", password="api-key-123", auth_type="api_key", api_key_header="X-Key"
-    )
+    make_conn(host=f"{server.base_url}/v1", password="api-key-123", auth_type="api_key", api_key_header="X-Key")
     server.route("/v1/x", json_response())
     ExternalApiHook().get_json("x")
     assert server.requests[0].headers["X-Key"] == "api-key-123"
@@ -471,9 +469,7 @@ def test_oauth2_expired_token_is_fetched_again(server, make_conn) -> None:
         (None, "api-key-9876", {"auth_type": "api_key"}, ["api-key-9876"]),
     ],
 )
-def test_an_error_body_echoing_headers_leaks_no_secret(
-    server, make_conn, login, password, extra, secrets
-) -> None:
+def test_an_error_body_echoing_headers_leaks_no_secret(server, make_conn, login, password, extra, secrets) -> None:
     make_conn(host=f"{server.base_url}/v1", login=login, password=password, **extra)
     server.route("/v1/x", echo_request_headers(500))
     with pytest.raises(HttpStatusError) as info:

@@ -106,9 +106,7 @@ class ScriptedServer:
 # Responders ---------------------------------------------------------------------------------
 
 
-def json_response(
-    status: int = 200, document: Any = None, headers: dict[str, str] | None = None
-) -> Responder:
+def json_response(status: int = 200, document: Any = None, headers: dict[str, str] | None = None) -> Responder:
     def respond(h: ScriptedHandler) -> None:
         h.send_json(status, {"ok": True} if document is None else document, headers=headers)
 
@@ -136,9 +134,7 @@ def chunked_forever(name: str, chunk: bytes = b" " * 16384) -> Responder:
     """A chunked JSON body that never ends; records how many bytes were written."""
 
     def respond(h: ScriptedHandler) -> None:
-        h.wfile.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        )
+        h.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         sent = 0
         frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
         try:
@@ -157,9 +153,7 @@ def drip(name: str, interval: float, total: int = 10_000) -> Responder:
     """Send a JSON body one byte every ``interval`` seconds (a slow-drip server)."""
 
     def respond(h: ScriptedHandler) -> None:
-        h.wfile.write(
-            f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {total}\r\n\r\n".encode()
-        )
+        h.wfile.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {total}\r\n\r\n".encode())
         sent = 0
         try:
             for _ in range(total):

@@ -173,10 +173,15 @@ def test_key_length_limit() -> None:
     ("body", "fragment"),
     [
         (b"<html>oops</html>", "malformed JSON"),
-        (b'{"a": NaN}', "NaN is not valid JSON"),
+        (b'{"a": NaN}', "malformed JSON"),
+        (b'{"a": Infinity}', "malformed JSON"),
+        (b'{"a": 1e400}', "Number out of range"),
         (b'{"a": "\xff"}', "not valid UTF-8"),
+        (b'"\\ud800"', "malformed JSON"),
         (b"", "malformed JSON"),
-        ('{"a": 1}'.encode("utf-16"), "not valid UTF-8"),
+        (b"[1] trailing", "malformed JSON"),
+        (b"\xef\xbb\xbf[1]", "malformed JSON"),
+        ('{"a": 1}'.encode("utf-16"), "malformed JSON"),
     ],
 )
 def test_invalid_json(body: bytes, fragment: str) -> None:
@@ -217,3 +222,8 @@ def test_gc_paused_restores_the_previous_state() -> None:
     with pytest.raises(RuntimeError), gc_paused():
         raise RuntimeError
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("body", [b"null", b"3", b'"text"', b"true"])
+def test_scalar_documents_parse(body: bytes) -> None:
+    assert parse_json(body, "application/json", url=URL) == json.loads(body)

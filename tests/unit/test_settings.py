@@ -118,9 +118,7 @@ def test_uri_form_strings_are_coerced() -> None:
         ({"host": "https://api.example.com:444", "port": 443}, "port", "contradicts"),
     ],
 )
-def test_bad_input_is_a_clear_error_naming_the_field(
-    kwargs: dict[str, Any], field: str, fragment: str
-) -> None:
+def test_bad_input_is_a_clear_error_naming_the_field(kwargs: dict[str, Any], field: str, fragment: str) -> None:
     host = kwargs.pop("host", "https://api.example.com/v1")
     with pytest.raises(ConnectionConfigError) as info:
         parse(host, **kwargs)

@@ -1,0 +1,305 @@
+"""``ExternalApiOperator``: Adobe Campaign's External API activity as an Airflow operator.
+
+Thin Airflow glue over the pure core: :mod:`~airflow_campaign_provider.inbound`
+builds the body, the hook calls the API, :mod:`~airflow_campaign_provider.response_schema`
+validates and :mod:`~airflow_campaign_provider.outbound` maps the response into rows.
+
+The DAG processor constructs operators constantly, so this module imports
+neither ``requests`` nor ``jsonschema``; the hook, the JSON Schema validator and
+the JSONPath library are imported when a task runs (JSONPath also when a mapping
+is checked at parse time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.bases.branch import BranchMixIn
+
+from airflow_campaign_provider.exceptions import (
+    ExternalApiError,
+    MappingConfigError,
+    RequestFailedError,
+    XComTooLargeError,
+)
+from airflow_campaign_provider.guardrails import check_headers
+from airflow_campaign_provider.inbound import build_request_body, validate_inbound
+from airflow_campaign_provider.links import ExternalApiLink
+from airflow_campaign_provider.outbound import compile_outbound, validate_outbound
+from airflow_campaign_provider.redaction import ALWAYS_SECRET_HEADERS, is_sensitive_name
+from airflow_campaign_provider.response_schema import (
+    build_validator,
+    check_schema_argument,
+    load_schema,
+    validate_response,
+)
+from airflow_campaign_provider.settings import DEFAULT_CONN_ID
+
+if TYPE_CHECKING:
+    import jinja2
+    from airflow.sdk import Context
+
+    from airflow_campaign_provider.hooks.external_api import ExternalApiHook
+    from airflow_campaign_provider.outbound import MappingResult
+
+METHODS = ("GET", "POST", "PUT", "PATCH")
+DEFAULT_XCOM_MAX_BYTES = 1024 * 1024
+
+
+class ExternalApiOperator(BaseOperator, BranchMixIn):
+    """Call a third-party REST API safely and map its JSON response into typed rows in XCom.
+
+    The return value is the list of row dicts (or ``{"path", "rows"}`` with ``output_path``);
+    XCom key ``summary`` says what was called and how it went. See the README's
+    "Using the operator" for the mappings.
+
+    :param conn_id: ``campaign_external_api`` connection id. (templated)
+    :param endpoint: path relative to the connection's base URL, or an absolute URL on the
+        same host. (templated)
+    :param method: ``GET`` (default), ``POST``, ``PUT`` or ``PATCH``; ``inbound`` implies ``POST``.
+    :param query_params: query parameters. (templated)
+    :param headers: extra request headers; values of authorization, cookie, API-key and
+        token/secret/key/password headers are masked in logs and the UI. (templated)
+    :param body: JSON request body; native types survive templating. (templated)
+    :param inbound: the activity's inbound mapping: ``{"rows", "columns", "params", "add_count"}``;
+        ``rows`` may be an XComArg, which also sets the task dependency. (templated)
+    :param outbound: the activity's outbound mapping: ``{"records", "flatten", "columns"}``. (templated)
+    :param response_schema: JSON Schema dict, or path of a ``.json`` file (relative to the DAG
+        file's folder); the response is validated before mapping.
+    :param failure_branch: task id(s) to follow when the request fails; every other direct
+        downstream task is skipped. On success, the failure branch is skipped instead.
+    :param xcom_max_bytes: largest serialized rows allowed in XCom without ``output_path``.
+    :param output_path: ``ObjectStoragePath`` URI (``file://``, ``s3://`` ...); rows are written
+        there as JSON Lines and XCom gets ``{"path": ..., "rows": n}``. (templated)
+    """
+
+    template_fields: Sequence[str] = (
+        "conn_id",
+        "endpoint",
+        "query_params",
+        "headers",
+        "body",
+        "inbound",
+        "outbound",
+        "output_path",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "body": "json",
+        "query_params": "json",
+        "headers": "json",
+        "inbound": "json",
+        "outbound": "json",
+    }
+    ui_color = "#fde6d2"
+    ui_fgcolor = "#5a2d0c"
+    operator_extra_links = (ExternalApiLink(),)
+    inherits_from_skipmixin = True
+
+    def __init__(
+        self,
+        *,
+        conn_id: str = DEFAULT_CONN_ID,
+        endpoint: str = "",
+        method: str | None = None,
+        query_params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        inbound: Mapping[str, Any] | None = None,
+        outbound: Mapping[str, Any] | None = None,
+        response_schema: Mapping[str, Any] | str | None = None,
+        failure_branch: str | Sequence[str] | None = None,
+        xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES,
+        output_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.endpoint = endpoint
+        self.method = self._check_method(method, inbound, body)
+        self.query_params = query_params
+        self.headers = headers
+        self.body = body
+        self.inbound = inbound
+        self.outbound = outbound
+        self.response_schema = response_schema
+        self.failure_branch = failure_branch
+        self.xcom_max_bytes = xcom_max_bytes
+        self.output_path = output_path
+        self.called_url: str | None = None
+        self._hook: ExternalApiHook | None = None
+        self._check_arguments()
+
+    @staticmethod
+    def _check_method(method: str | None, inbound: Any, body: Any) -> str:
+        chosen = (method or ("POST" if inbound is not None else "GET")).upper()
+        if chosen not in METHODS:
+            raise MappingConfigError("method", f"{method!r} is not one of {', '.join(METHODS)}")
+        if inbound is not None and body is not None:
+            raise MappingConfigError("body", "give either body or inbound, not both: inbound builds the body")
+        if chosen == "GET" and (inbound is not None or body is not None):
+            raise MappingConfigError("method", "a GET request carries no body; use POST, PUT or PATCH")
+        return chosen
+
+    def _check_arguments(self) -> None:
+        """Parse-time checks: cheap, pure, and with a clear error naming the argument."""
+        if not isinstance(self.endpoint, str):
+            raise MappingConfigError("endpoint", "expected a path or an absolute URL string")
+        if self.inbound is not None:
+            validate_inbound(self.inbound)
+        validate_outbound(self.outbound)
+        check_schema_argument(self.response_schema)
+        if self.headers is not None:
+            if not isinstance(self.headers, Mapping):
+                raise MappingConfigError("headers", "expected an object of header names and values")
+            try:
+                check_headers(self.headers)
+            except ExternalApiError as err:
+                raise MappingConfigError("headers", err.message) from None
+        if self.query_params is not None and not isinstance(self.query_params, (Mapping, str)):
+            raise MappingConfigError("query_params", "expected an object of query parameters")
+        branches = self._failure_branches()
+        if self.task_id in branches:
+            raise MappingConfigError("failure_branch", "a task cannot be its own failure branch")
+        if isinstance(self.xcom_max_bytes, bool) or not isinstance(self.xcom_max_bytes, int) or self.xcom_max_bytes < 1:
+            raise MappingConfigError("xcom_max_bytes", "expected a positive number of bytes")
+
+    def _failure_branches(self) -> list[str]:
+        branch = self.failure_branch
+        if branch is None:
+            return []
+        branches = [branch] if isinstance(branch, str) else list(branch)
+        if not branches or not all(isinstance(b, str) and b for b in branches):
+            raise MappingConfigError("failure_branch", "expected a task id or a list of task ids")
+        return branches
+
+    def _get_hook(self) -> ExternalApiHook:
+        from airflow_campaign_provider.hooks.external_api import ExternalApiHook
+
+        if self._hook is None:
+            self._hook = ExternalApiHook(self.conn_id)
+        return self._hook
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        """Render, then register secret header and query values with the masker before Airflow stores them."""
+        super().render_template_fields(context, jinja_env)
+        from airflow.sdk.log import mask_secret
+
+        secret_headers = set(ALWAYS_SECRET_HEADERS)
+        # A broken connection fails the task in execute, with its own clear error.
+        with contextlib.suppress(ExternalApiError):
+            secret_headers.add(self._get_hook().settings.auth.api_key_header.lower())
+        for name, value in (self.headers or {}).items():
+            if name.lower() in secret_headers or is_sensitive_name(name):
+                mask_secret(value)
+        if isinstance(self.query_params, Mapping):
+            for name, value in self.query_params.items():
+                if is_sensitive_name(name):
+                    mask_secret(str(value))
+
+    def execute(self, context: Context) -> Any:
+        from airflow_campaign_provider.json_body import gc_paused
+
+        plan = compile_outbound(self.outbound)
+        validator = self._schema_validator()
+        branches = self._failure_branches()
+        missing = [b for b in branches if b not in self.downstream_task_ids]
+        if missing:
+            raise MappingConfigError("failure_branch", f"{missing} are not direct downstream tasks of this task")
+        body = build_request_body(self.inbound) if self.inbound is not None else self.body
+        hook = self._get_hook()
+        started = time.monotonic()
+        try:
+            with hook:
+                response = hook.request(
+                    self.method, self.endpoint, params=self.query_params, json=body, headers=self.headers
+                )
+                self.called_url = response.display_url
+                # Parsing and mapping create many objects and no cycles: keep the collector out.
+                with gc_paused():
+                    document = response.json()
+                    if validator is not None:
+                        validate_response(validator, document, url=response.display_url)
+                    result = plan.map(document)
+        except RequestFailedError as err:
+            self.called_url = err.url
+            return self._request_failed(context, err, branches)
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        self._log_mapping(result)
+        value = self._output(result.rows)
+        ti = context["ti"]
+        ti.xcom_push(
+            key="summary",
+            value={
+                "url": response.display_url,
+                "method": self.method,
+                "status": response.status_code,
+                "rows": len(result.rows),
+                "rejected": result.rejected,
+                "bytes": len(response.content),
+                "elapsed_ms": elapsed_ms,
+                "rejected_samples": result.rejected_samples,
+            },
+        )
+        if not branches:
+            return value
+        # The branching helper ends the task by raising, so the rows go to XCom first.
+        if self.do_xcom_push:
+            ti.xcom_push(key="return_value", value=value)
+        self.do_branch(context, [t for t in self.downstream_task_ids if t not in branches] or None)
+        return None
+
+    def _schema_validator(self) -> Any:
+        if self.response_schema is None:
+            return None
+        fileloc = self.dag.fileloc if self.has_dag() else None  # type: ignore[no-untyped-call]
+        base_dir = Path(fileloc).parent if fileloc else None
+        return build_validator(load_schema(self.response_schema, base_dir))
+
+    def _request_failed(self, context: Context, err: RequestFailedError, branches: list[str]) -> None:
+        """The activity's "if request failed" transition: follow the failure branch, or fail the task."""
+        if not branches:
+            raise err
+        self.log.error("Request failed (%s), following the failure branch %s: %s", err.rule, branches, err)
+        context["ti"].xcom_push(
+            key="error",
+            value={"type": type(err).__name__, "message": str(err), "url": err.url, "status": err.status},
+        )
+        self.do_branch(context, branches)
+        return None
+
+    def _log_mapping(self, result: MappingResult) -> None:
+        line = f"Mapped {len(result.rows):,} rows, rejected {result.rejected:,}"
+        if result.rejected_samples:
+            reasons = "; ".join(
+                f"record {s['index']} column {s['column']!r}: {s['reason']}" for s in result.rejected_samples[:3]
+            )
+            line += f" (first reasons: {reasons})"
+        self.log.info("%s", line)
+
+    def _output(self, rows: list[dict[str, Any]]) -> Any:
+        """Rows for XCom, bounded by ``xcom_max_bytes``, or written to ``output_path`` as JSON Lines."""
+        if self.output_path:
+            from airflow.sdk import ObjectStoragePath
+
+            path = ObjectStoragePath(self.output_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", encoding="utf-8") as out:  # type: ignore[no-untyped-call]
+                for row in rows:
+                    out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self.log.info("Wrote %s rows to %s", f"{len(rows):,}", path)
+            return {"path": str(path), "rows": len(rows)}
+        size = len(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > self.xcom_max_bytes:
+            raise XComTooLargeError(
+                f"XCom size limit: the {len(rows):,} mapped rows serialize to {size:,} bytes, over "
+                f"xcom_max_bytes={self.xcom_max_bytes:,}. Set output_path (for example "
+                "'file:///data/{{ run_id }}.jsonl' or an s3:// URI) to write them to object storage, "
+                "or raise xcom_max_bytes."
+            )
+        return rows

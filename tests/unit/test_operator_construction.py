@@ -1,0 +1,88 @@
+"""ExternalApiOperator at DAG parse time: argument checks with clear errors, dependencies, UI metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG, task
+
+from airflow_campaign_provider.exceptions import MappingConfigError
+from airflow_campaign_provider.links import ExternalApiLink
+from airflow_campaign_provider.operators.external_api import ExternalApiOperator
+
+
+def make(**kw: Any) -> ExternalApiOperator:
+    with DAG("construction", schedule=None):
+        return ExternalApiOperator(task_id="api", **kw)
+
+
+def test_defaults() -> None:
+    op = make()
+    assert (op.conn_id, op.method, op.endpoint, op.xcom_max_bytes) == (
+        "campaign_external_api_default",
+        "GET",
+        "",
+        2**20,
+    )
+
+
+def test_inbound_implies_post_and_an_xcomarg_sets_the_dependency() -> None:
+    with DAG("deps", schedule=None):
+
+        @task
+        def audience() -> list[dict[str, str]]:
+            return [{"zip": "20121"}]
+
+        rows = audience()
+        op = ExternalApiOperator(task_id="api", inbound={"rows": rows, "columns": ["zip"]})
+    assert op.method == "POST"
+    assert op.upstream_task_ids == {"audience"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"method": "DELETE"}, "method"),
+        ({"method": "GET", "body": {"a": 1}}, "method"),
+        ({"method": "GET", "inbound": {"rows": []}}, "method"),
+        ({"body": {"a": 1}, "inbound": {"rows": []}}, "body"),
+        ({"inbound": {"rows": [], "columns": "zip"}}, "inbound.columns"),
+        ({"outbound": {"records": "$.data[*"}}, "outbound.records"),
+        ({"outbound": {"columns": [{"name": "a", "type": "money"}]}}, "outbound.columns[0].type"),
+        ({"response_schema": "schema.yaml"}, "response_schema"),
+        ({"headers": {"X-A": "a\r\nB: c"}}, "headers"),
+        ({"headers": ["X-A"]}, "headers"),
+        ({"failure_branch": ""}, "failure_branch"),
+        ({"failure_branch": "api"}, "failure_branch"),
+        ({"xcom_max_bytes": 0}, "xcom_max_bytes"),
+        ({"endpoint": 5}, "endpoint"),
+    ],
+)
+def test_bad_arguments_fail_at_parse_time_naming_the_argument(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(MappingConfigError) as info:
+        make(**kwargs)
+    assert info.value.field == field
+
+
+def test_templated_outbound_is_checked_once_rendered() -> None:
+    make(outbound={"records": "{{ params.records_path }}"})
+
+
+def test_ui_metadata() -> None:
+    assert set(ExternalApiOperator.template_fields_renderers) == {
+        "body",
+        "query_params",
+        "headers",
+        "inbound",
+        "outbound",
+    }
+    assert set(ExternalApiOperator.template_fields_renderers) <= set(ExternalApiOperator.template_fields)
+    assert ExternalApiOperator.ui_color.startswith("#")
+    assert isinstance(ExternalApiOperator.operator_extra_links[0], ExternalApiLink)
+    assert ExternalApiOperator.operator_extra_links[0].name == "External API"
+
+
+def test_every_parameter_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        ExternalApiOperator("api")  # type: ignore[call-arg]
