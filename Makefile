@@ -28,6 +28,10 @@ unit: venv
 
 test: lint typecheck unit
 
+# Side by side with HttpHook and plain requests, in one run (about 2 minutes).
+bench: venv
+	$(BIN)/python -m tests.benchmarks.bench_external_api
+
 demo: venv
 	@echo "make demo is not built yet: it arrives with the sample DAGs (issue 4)." >&2
 	@exit 1

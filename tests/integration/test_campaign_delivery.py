@@ -1,0 +1,223 @@
+"""Personalize and deliver through Airflow's SmtpHook into a real SMTP server on 127.0.0.1; SMTP is not mocked.
+
+Mid-batch failures are real: the relay is stopped between two messages, and the next
+send fails on the closed connection. A ledger wrapper only picks the moment to stop it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from airflow_campaign_provider.campaign.delivery import DeliveryError, deliver, message_id
+from airflow_campaign_provider.campaign.ledger import DeliveryKey, SqliteDeliveryLedger
+from airflow_campaign_provider.campaign.personalize import Message, personalize
+from airflow_campaign_provider.demo.smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.integration
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "dags" / "templates"
+CONN_ID = "smtp_demo"
+DAG_ID = "campaign_coupons"
+RUN_ID = "manual__2026-11-23T08:00:00+00:00"
+LOCALES = ["it", "fr", "nl", "en", "de"]
+
+
+class Relay:
+    """The sink, restartable on the same port and outbox like a mail relay coming back after an outage."""
+
+    def __init__(self, outbox: Path) -> None:
+        self.sink = SmtpSink(outbox).start()
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self.sink.stop()
+            self.running = False
+
+    def restart(self) -> None:
+        self.sink = SmtpSink(self.sink.outbox, port=self.sink.port).start()
+        self.running = True
+
+    def messages(self) -> list[EmailMessage]:
+        return self.sink.messages()
+
+    def recipients(self) -> Counter[str]:
+        return Counter(str(m["To"]) for m in self.messages())
+
+
+@pytest.fixture
+def relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Relay]:
+    relay = Relay(tmp_path / "outbox")
+    extra = {
+        "disable_tls": True,
+        "disable_ssl": True,
+        "from_email": "campaign@example.com",
+        "retry_limit": 0,
+        "timeout": 5,
+    }
+    conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": relay.sink.port, "extra": extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> SqliteDeliveryLedger:
+    return SqliteDeliveryLedger(tmp_path / "ledger.sqlite3")
+
+
+def coupon_messages(count: int = 10) -> list[Message]:
+    """Every third profile has no consent; locales cycle through it, fr, nl, en and de (de falls back to en)."""
+    profiles = [
+        {
+            "id": f"P{i:04d}",
+            "email": f"user{i}@example.com",
+            "first_name": f"Name{i}",
+            "locale": LOCALES[i % len(LOCALES)],
+            "email_consent": i % 3 != 0,
+            "coupon_code": f"CODE{i}",
+            "coupon_discount": 10,
+            "coupon_valid_until": "2026-12-31",
+        }
+        for i in range(count)
+    ]
+    return personalize(profiles, TEMPLATES / "coupons")
+
+
+def consenting(messages: list[Message]) -> Counter[str]:
+    return Counter(m["to"] for m in messages if m["consent"])
+
+
+class StopRelayAfter:
+    """A ledger that stops the relay once ``count`` deliveries are recorded, so the next send meets a dead server."""
+
+    def __init__(self, ledger: SqliteDeliveryLedger, relay: Relay, count: int) -> None:
+        self.ledger, self.relay, self.count = ledger, relay, count
+
+    def is_delivered(self, key: DeliveryKey) -> bool:
+        return self.ledger.is_delivered(key)
+
+    def record(self, key: DeliveryKey, message_id: str) -> bool:
+        new = self.ledger.record(key, message_id)
+        self.count -= 1
+        if self.count == 0:
+            self.relay.stop()
+        return new
+
+
+class CrashBeforeRecording:
+    """A ledger whose worker dies after the server accepted message number ``at`` but before it was recorded."""
+
+    def __init__(self, ledger: SqliteDeliveryLedger, at: int) -> None:
+        self.ledger, self.at = ledger, at
+
+    def is_delivered(self, key: DeliveryKey) -> bool:
+        return self.ledger.is_delivered(key)
+
+    def record(self, key: DeliveryKey, message_id: str) -> bool:
+        self.at -= 1
+        if self.at == 0:
+            raise SystemExit("worker killed")
+        return self.ledger.record(key, message_id)
+
+
+def test_delivers_one_localized_message_per_consenting_profile(relay: Relay, ledger: SqliteDeliveryLedger) -> None:
+    messages = coupon_messages()
+    report = deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=ledger)
+
+    assert report == {"sent": 6, "skipped_already_sent": 0, "skipped_no_consent": 4, "skipped_invalid_address": 0}
+    delivered = {str(m["To"]): m for m in relay.messages()}
+    assert delivered.keys() == consenting(messages).keys()
+    for message in messages:
+        if not message["consent"]:
+            continue
+        email = delivered[message["to"]]
+        assert email["Subject"] == message["subject"]
+        assert email["From"] == "campaign@example.com"
+        assert email["Message-ID"] == message_id(DeliveryKey(DAG_ID, RUN_ID, message["profile_id"]), "example.com")
+        assert f"CODE{int(message['profile_id'][1:])}" in email.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert delivered["user1@example.com"]["Subject"] == "Name1, votre bon de 10 % est arrivé"
+    assert delivered["user4@example.com"]["Subject"] == "Name4, your 10% coupon is here"  # de falls back to en
+
+
+def test_never_sends_without_consent(relay: Relay, ledger: SqliteDeliveryLedger) -> None:
+    messages = coupon_messages(6)
+    report = deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=ledger)
+
+    assert report["skipped_no_consent"] == 2
+    assert not {"user0@example.com", "user3@example.com"} & relay.recipients().keys()
+    assert not ledger.is_delivered(DeliveryKey(DAG_ID, RUN_ID, "P0000"))
+
+
+def test_a_retry_after_a_mid_batch_failure_sends_only_the_rest(relay: Relay, ledger: SqliteDeliveryLedger) -> None:
+    messages = coupon_messages(12)
+
+    with pytest.raises(DeliveryError, match="after 3 of 8 messages were sent and recorded") as failed:
+        deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=StopRelayAfter(ledger, relay, 3))
+    assert "SMTPServerDisconnected" in str(failed.value)
+    assert sum(relay.recipients().values()) == 3
+
+    relay.restart()
+    retry = deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=ledger)
+
+    assert retry == {"sent": 5, "skipped_already_sent": 3, "skipped_no_consent": 4, "skipped_invalid_address": 0}
+    assert relay.recipients() == consenting(messages), "every consenting profile got exactly one message"
+
+
+def test_a_second_run_with_the_same_run_id_sends_nothing(relay: Relay, ledger: SqliteDeliveryLedger) -> None:
+    messages = coupon_messages()
+    deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=ledger)
+    relay.stop()  # an SMTP session would now fail: the second run must not even open one
+
+    again = deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=ledger)
+
+    assert again == {"sent": 0, "skipped_already_sent": 6, "skipped_no_consent": 4, "skipped_invalid_address": 0}
+    assert relay.recipients() == consenting(messages)
+
+
+def test_a_new_run_id_delivers_again(relay: Relay, ledger: SqliteDeliveryLedger) -> None:
+    messages = coupon_messages(4)
+    deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=ledger)
+    report = deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id="manual__next", ledger=ledger)
+    assert report["sent"] == 2
+    assert set(relay.recipients().values()) == {2}
+
+
+def test_a_crash_between_accept_and_record_resends_one_message_with_the_same_message_id(
+    relay: Relay, ledger: SqliteDeliveryLedger
+) -> None:
+    messages = coupon_messages(6)  # P0001, P0002, P0004, P0005 consent
+    with pytest.raises(SystemExit):
+        deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=CrashBeforeRecording(ledger, 2))
+
+    retry = deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=ledger)
+
+    assert retry["sent"] == 3
+    assert relay.recipients() == consenting(messages) + Counter({"user2@example.com": 1})
+    copies = [m["Message-ID"] for m in relay.messages() if m["To"] == "user2@example.com"]
+    assert len(copies) == 2
+    assert copies[0] == copies[1], "the duplicate can be dropped downstream by its Message-ID"
+
+
+def test_profile_data_is_escaped_in_the_html_body(relay: Relay, ledger: SqliteDeliveryLedger) -> None:
+    profile = {
+        "id": "P1",
+        "email": "anna@example.com",
+        "first_name": "<b>Anna</b>",
+        "locale": "en",
+        "email_consent": True,
+    }
+    messages = personalize([profile], TEMPLATES / "coupons_fallback")
+    deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=RUN_ID, ledger=ledger)
+
+    [email] = relay.messages()
+    html_body = email.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "&lt;b&gt;Anna&lt;/b&gt;" in html_body
+    assert "<b>" not in html_body
+    assert html_body.startswith("<p>Hi &lt;b&gt;Anna&lt;/b&gt;,</p>")
