@@ -49,8 +49,9 @@ def demo_connections(base_url: str, smtp_port: int, ca_cert: Path) -> dict[str, 
             "conn_type": "smtp",
             "host": SMTP_HOST,
             "port": smtp_port,
-            # The sink speaks plain SMTP on loopback only.
-            "extra": {"disable_tls": True, "disable_ssl": True, "from_email": FROM_EMAIL},
+            # The sink speaks plain SMTP on loopback only. No in-session resend: a task retry
+            # resumes from the delivery ledger instead, which never sends a message twice.
+            "extra": {"disable_tls": True, "disable_ssl": True, "from_email": FROM_EMAIL, "retry_limit": 0},
         },
     }
 

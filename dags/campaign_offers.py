@@ -1,0 +1,68 @@
+"""Offers: the best current offer for each customer segment.
+
+Fetch the latest offers, validated against a JSON Schema and mapped into typed rows,
+pick the best offer per segment, personalize and deliver. The fetch task updates the
+``campaign_demo_offers`` asset, so a downstream DAG can be scheduled on fresh offers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, task
+
+from airflow_campaign_provider.campaign.tasks import deliver_messages
+from airflow_campaign_provider.operators.external_api import ExternalApiOperator
+
+TEMPLATES = Path(__file__).parent / "templates"
+FAILURE_SWITCH = Param("", type="string", description="Demo API failure switch: 500, 503, html, invalid or slow")
+OFFERS = Asset("campaign_demo_offers")
+
+
+@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": FAILURE_SWITCH})
+def campaign_offers() -> None:
+    @task
+    def select_audience() -> list[dict[str, Any]]:
+        from airflow_campaign_provider.demo.audience import load_audience
+
+        return [dict(profile) for profile in load_audience()]
+
+    offers = ExternalApiOperator(
+        task_id="fetch_offers",
+        conn_id="campaign_demo_oauth",
+        endpoint="offers",
+        query_params={"demo_fail": "{{ params.demo_fail }}"},
+        response_schema="schemas/offers.schema.json",
+        outbound={
+            "records": "$.offers[*]",
+            "columns": [
+                {"name": "id", "type": "text", "required": True},
+                {"name": "segment", "type": "text", "required": True},
+                {"name": "title", "type": "text", "max_length": 120},
+                {"name": "discount", "type": "float", "on_error": "reject_row"},
+                {"name": "valid_from", "type": "date"},
+                {"name": "valid_until", "type": "date", "on_error": "ignore_value"},
+            ],
+        },
+        outlets=[OFFERS],
+    )
+
+    @task
+    def best_offers(offers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from airflow_campaign_provider.campaign.audience import best_by
+
+        return best_by(offers, "segment", "discount")
+
+    @task
+    def personalize_offers(profiles: list[dict[str, Any]], best: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from airflow_campaign_provider.campaign.audience import join_by, partition
+        from airflow_campaign_provider.campaign.personalize import personalize
+
+        with_offer, _ = partition(join_by(profiles, best, "segment", prefix="offer_"), "offer_id")
+        return list(personalize(with_offer, TEMPLATES / "offers"))
+
+    deliver_messages(personalize_offers(select_audience(), best_offers(offers.output)))
+
+
+campaign_offers()

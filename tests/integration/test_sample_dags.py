@@ -1,0 +1,187 @@
+"""The sample DAGs end to end in real Airflow, against the demo HTTPS API and the real SMTP sink."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_campaign_provider.demo.audience import load_audience
+from airflow_campaign_provider.demo.environment import DemoEnvironment
+from tests.support.airflow_run import DagRunResult, run_dag
+
+pytestmark = pytest.mark.integration
+
+REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
+SAMPLE_DAGS = ("campaign_coupons", "campaign_weather", "campaign_offers")
+PROFILES: dict[str, dict[str, Any]] = {str(p["id"]): dict(p) for p in load_audience()}
+BY_EMAIL = {p["email"]: p for p in PROFILES.values()}
+CONSENTING = {p["email"] for p in PROFILES.values() if p["email_consent"]}
+# What only running a task needs; parsing a DAG file must not pay for it.
+RUNTIME_ONLY = (
+    "requests",
+    "airflow_campaign_provider.hooks.external_api",
+    "airflow_campaign_provider.campaign.personalize",
+    "airflow_campaign_provider.campaign.delivery",
+    "airflow.providers.smtp.hooks.smtp",
+)
+
+
+@pytest.fixture(scope="module")
+def demo(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoEnvironment]:
+    """The demo environment, with the sample DAGs (and their templates) in Airflow's dags folder."""
+    for name in SAMPLE_DAGS:
+        shutil.copyfile(REPO_DAGS / f"{name}.py", airflow_db / f"{name}.py")
+    for folder in ("templates", "schemas"):
+        if not (airflow_db / folder).exists():
+            (airflow_db / folder).symlink_to(REPO_DAGS / folder)
+    with DemoEnvironment(tmp_path_factory.mktemp("demo")) as environment:
+        yield environment
+
+
+@pytest.fixture
+def campaign(demo: DemoEnvironment, monkeypatch: pytest.MonkeyPatch, airflow_db: Path):
+    """Run a sample DAG and return its result and the messages the SMTP sink received during the run."""
+    for name, value in demo.env_vars().items():
+        monkeypatch.setenv(name, value)
+
+    def run(dag_id: str, **kwargs: Any) -> tuple[DagRunResult, list[EmailMessage]]:
+        before = len(demo.smtp.messages())
+        result = run_dag(airflow_db / f"{dag_id}.py", dag_id, **kwargs)
+        return result, demo.smtp.messages()[before:]
+
+    return run
+
+
+def recipients(messages: list[EmailMessage]) -> Counter[str]:
+    return Counter(str(m["To"]) for m in messages)
+
+
+def body(message: EmailMessage) -> str:
+    part = message.get_body(("html", "plain"))
+    assert part is not None
+    return str(part.get_content())
+
+
+def test_coupons_one_localized_message_with_the_coupon_per_consenting_profile(campaign) -> None:
+    result, messages = campaign("campaign_coupons")
+    assert result.state == "success", result.task_states
+    assert result.task_states["personalize_fallback"] == "skipped"
+    assert result.task_states["deliver_fallback"] == "skipped"
+
+    assert recipients(messages) == Counter(CONSENTING), "every consenting profile exactly once, nobody else"
+    assert result.xcom("deliver_coupons") == {
+        "sent": len(CONSENTING),
+        "skipped_already_sent": 0,
+        "skipped_no_consent": len(PROFILES) - len(CONSENTING),
+        "skipped_invalid_address": 0,
+    }
+    coupons = {row["zip"]: row for row in result.xcom("fetch_coupons")}
+    assert result.xcom("fetch_coupons", "summary")["rows"] == len(coupons)
+    openings = {"it": "ecco il tuo buono", "fr": "votre bon de", "nl": "je kortingscode", "en": "coupon is here"}
+    for message in messages:
+        profile = BY_EMAIL[str(message["To"])]
+        coupon = coupons[profile["zip"]]
+        assert coupon["code"] in body(message)
+        assert str(message["Subject"]).startswith(f"{profile['first_name']}, ")
+        assert openings[profile["locale"]] in str(message["Subject"])
+
+
+def test_coupons_failure_switch_sends_the_fallback_and_skips_the_coupon_path(campaign) -> None:
+    result, messages = campaign("campaign_coupons", run_conf={"demo_fail": "500"})
+    assert result.state == "success", result.task_states
+    assert result.task_states["fetch_coupons"] == "success"
+    assert result.task_states["personalize_coupons"] == "skipped"
+    assert result.task_states["deliver_coupons"] == "skipped"
+    assert result.task_states["personalize_fallback"] == "success"
+    assert result.task_states["deliver_fallback"] == "success"
+    assert result.xcom("fetch_coupons", "error")["status"] == 500
+    assert recipients(messages) == Counter(CONSENTING)
+    fallback = {
+        "it": "un piccolo pensiero",
+        "fr": "une petite attention",
+        "nl": "een kleine attentie",
+        "en": "a little",
+    }
+    for message in messages:
+        profile = BY_EMAIL[str(message["To"])]
+        assert fallback[profile["locale"]] in str(message["Subject"])
+        assert "SPRING-" not in body(message)
+
+
+def test_weather_picks_the_variant_of_each_region(campaign) -> None:
+    result, messages = campaign("campaign_weather")
+    assert result.state == "success", result.task_states
+    assert recipients(messages) == Counter(CONSENTING)
+    conditions = {row["region"]: row["condition"] for row in result.xcom("fetch_weather")}
+    assert set(conditions) == {p["region"] for p in PROFILES.values() if p["email_consent"]}
+    english = {
+        "rain": "Rainy days ahead",
+        "sun": "Sunshine is coming",
+        "snow": "Snow on the way",
+        "cloud": "A grey day",
+    }
+    english_messages = [m for m in messages if BY_EMAIL[str(m["To"])]["locale"] == "en"]
+    assert english_messages
+    for message in english_messages:
+        region = BY_EMAIL[str(message["To"])]["region"]
+        assert str(message["Subject"]).startswith(english[conditions[region]])
+
+
+def test_offers_best_offer_per_segment_and_asset_event(campaign) -> None:
+    result, messages = campaign("campaign_offers")
+    assert result.state == "success", result.task_states
+    assert recipients(messages) == Counter(CONSENTING)
+    best = {row["segment"]: row["title"] for row in result.xcom("best_offers")}
+    assert best == {
+        "gold": "Black Friday private sale",
+        "silver": "Second item half price",
+        "bronze": "Newsletter exclusive",
+    }
+    for message in messages:
+        assert best[BY_EMAIL[str(message["To"])]["segment"]] in str(message["Subject"])
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "campaign_demo_offers", AssetEvent.source_run_id == result.run_id)
+        ).all()
+    assert len(events) == 1
+
+
+def test_a_delivery_retry_after_a_mid_batch_failure_sends_each_message_exactly_once(campaign, demo) -> None:
+    """The relay refuses the 301st message; Airflow retries the task, which sends only the rest."""
+    demo.smtp.fail_once_after(300)
+    result, messages = campaign("campaign_offers")
+    assert result.state == "success", result.task_states
+    assert recipients(messages) == Counter(CONSENTING), "every consenting profile got exactly one message"
+    report = result.xcom("deliver_messages")
+    assert report["sent"] == len(CONSENTING) - 300, "the retry sent only what the first try had not"
+    assert report["skipped_already_sent"] == 300
+
+
+def test_the_dags_folder_loads_without_errors_and_parses_light() -> None:
+    code = (
+        "import sys, time\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(REPO_DAGS)!r})\n"
+        "print(sorted(bag.dag_ids)); print(bag.import_errors)\n"
+        f"print(sorted(m for m in {RUNTIME_ONLY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    dag_ids, errors, heavy = out.strip().splitlines()[-3:]
+    assert dag_ids == str(sorted(SAMPLE_DAGS))
+    assert errors == "{}"
+    assert heavy == "[]", "parsing the sample DAGs must not import what only running tasks need"
