@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: venv test lint typecheck unit demo ui ui-deps bench constraints clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 venv: $(STAMP)
 
@@ -23,10 +24,19 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+unit: venv ui-deps
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# The browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+ui-deps:
+	@test -x /usr/bin/chromium || { echo "Installing Debian's chromium for the browser tests ..."; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+# A local Airflow web UI on the sample DAGs, with the demo API, SMTP server and connections. Ctrl-C stops it all.
+ui: venv
+	$(BIN)/python -m airflow_campaign_provider.demo.ui --dags-folder dags --airflow-home .ui/airflow --state-dir .ui/demo
 
 # Side by side with HttpHook and plain requests, in one run (about 2 minutes).
 bench: venv

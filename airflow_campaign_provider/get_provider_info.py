@@ -30,17 +30,26 @@ def _conn_fields() -> dict[str, Any]:
     return {
         "auth_type": {
             "label": "Auth type",
-            "description": (
-                "none; basic (login and password); bearer (token in the password); api_key (key in the "
-                "password, sent in the API key header); oauth2_client_credentials (client id in the login, "
-                "client secret in the password). Blank: basic if a login is set, else none."
-            ),
-            "schema": {"type": ["string", "null"], "enum": [*AUTH_TYPES, None]},
+            "description": "Where the credentials go. The secret is always the Password field.",
+            "schema": {
+                "type": ["string", "null"],
+                "enum": [*AUTH_TYPES, None],
+                "values_display": {
+                    "null": "Automatic: basic if a username is set, else none",
+                    "none": "None",
+                    "basic": "Basic: username and password",
+                    "bearer": "Bearer token (in Password)",
+                    "api_key": "API key (in Password), sent in the API key header",
+                    "oauth2_client_credentials": "OAuth2 client credentials: client id and secret",
+                },
+            },
         },
         "api_key_header": {
             "label": "API key header",
-            "description": "Header that carries the API key when the auth type is api_key.",
-            "schema": {"type": ["string", "null"], "default": DEFAULT_API_KEY_HEADER},
+            # No default in the form: Airflow masks the values of fields whose name contains
+            # "api_key", so a default would show and save as "***".
+            "description": f"Header that carries the API key with auth type api_key. Blank: {DEFAULT_API_KEY_HEADER}.",
+            "schema": {"type": ["string", "null"]},
         },
         "token_url": {
             "label": "OAuth2 token URL",
@@ -94,7 +103,8 @@ def _conn_fields() -> dict[str, Any]:
         "verify": {
             "label": "TLS verification",
             "description": "true, false, or the path of a CA bundle file on the workers.",
-            "schema": {"type": ["boolean", "string", "null"], "default": True},
+            # A text field: the form renders a value of several JSON types as a large JSON editor.
+            "schema": {"type": ["string", "null"], "default": "true"},
         },
         "headers": {
             "label": "Default headers",
@@ -147,20 +157,18 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_campaign_provider.hooks.external_api.ExternalApiHook",
                 "hook-name": "Campaign External API",
                 "ui-field-behaviour": {
-                    "hidden-fields": [],
+                    # The base URL carries the scheme.
+                    "hidden-fields": ["schema"],
                     "relabeling": {
                         "host": "Base URL",
-                        "schema": "Scheme",
                         "login": "Username / client id",
-                        "password": "Password / token / API key / client secret",
+                        "password": "Password / secret",
                     },
                     "placeholders": {
                         "host": "https://api.example.com/v1",
-                        "schema": "https",
-                        "port": "443",
-                        "login": "user or OAuth2 client id",
+                        "login": "username, or the OAuth2 client id",
                         "password": "password, bearer token, API key or client secret",
-                        "extra": '{"auth_type": "bearer", "timeout": 60}',
+                        "port": "443",
                     },
                 },
                 "conn-fields": _conn_fields(),

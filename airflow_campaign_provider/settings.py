@@ -37,6 +37,8 @@ DEFAULT_MAX_RETRIES = 3
 MAX_MAX_RETRIES = 10
 DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_API_KEY_HEADER = "X-API-Key"
+MASKED = "***"
+"""What Airflow's UI and API show instead of a value whose field name looks secret (token_url, api_key_header)."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,10 @@ def read_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
             )
         if _unset(raw):
             continue
+        if raw == MASKED:
+            raise ConnectionConfigError(
+                f"extra.{name}", "'***' is how the web UI masks a value, not a value; enter the real one"
+            )
         value = _EXTRAS[name](f"extra.{name}", raw)
         if name in values and values[name] != value:
             raise ConnectionConfigError(

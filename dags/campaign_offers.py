@@ -10,29 +10,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, dag, task
 
 from airflow_campaign_provider.campaign.tasks import deliver_messages
+from airflow_campaign_provider.demo.switch import FAILURE_QUERY, failure_switch
+from airflow_campaign_provider.demo.tasks import select_audience
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
 TEMPLATES = Path(__file__).parent / "templates"
-FAILURE_SWITCH = Param("", type="string", description="Demo API failure switch: 500, 503, html, invalid or slow")
 OFFERS = Asset("campaign_demo_offers")
 
 
-@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": FAILURE_SWITCH})
+@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": failure_switch()})
 def campaign_offers() -> None:
-    @task
-    def select_audience() -> list[dict[str, Any]]:
-        from airflow_campaign_provider.demo.audience import load_audience
-
-        return [dict(profile) for profile in load_audience()]
-
     offers = ExternalApiOperator(
         task_id="fetch_offers",
         conn_id="campaign_demo_oauth",
         endpoint="offers",
-        query_params={"demo_fail": "{{ params.demo_fail }}"},
+        query_params=FAILURE_QUERY,
         response_schema="schemas/offers.schema.json",
         outbound={
             "records": "$.offers[*]",

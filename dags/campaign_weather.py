@@ -9,23 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from airflow_campaign_provider.campaign.tasks import deliver_messages
+from airflow_campaign_provider.demo.switch import FAILURE_QUERY, failure_switch
+from airflow_campaign_provider.demo.tasks import select_audience
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
 TEMPLATES = Path(__file__).parent / "templates"
-FAILURE_SWITCH = Param("", type="string", description="Demo API failure switch: 500, 503, html, invalid or slow")
 
 
-@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": FAILURE_SWITCH})
+@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": failure_switch()})
 def campaign_weather() -> None:
-    @task
-    def select_audience() -> list[dict[str, Any]]:
-        from airflow_campaign_provider.demo.audience import load_audience
-
-        return [dict(profile) for profile in load_audience()]
-
     @task
     def regions(profiles: list[dict[str, Any]]) -> str:
         from airflow_campaign_provider.campaign.audience import distinct, with_consent
@@ -37,7 +32,7 @@ def campaign_weather() -> None:
         task_id="fetch_weather",
         conn_id="campaign_demo_apikey",
         endpoint="weather",
-        query_params={"regions": regions(audience), "demo_fail": "{{ params.demo_fail }}"},
+        query_params={"regions": regions(audience), **FAILURE_QUERY},
         outbound={
             "records": "$.forecasts[*]",
             "columns": [

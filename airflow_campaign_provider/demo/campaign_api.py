@@ -35,6 +35,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_campaign_provider.demo.https_server import JsonRequestHandler, LocalHttpsServer
+from airflow_campaign_provider.demo.switch import FAILURES, SLOW_SECONDS
 from airflow_campaign_provider.demo.tls import LocalCA
 
 CLIENT_ID = "campaign-demo"
@@ -44,18 +45,9 @@ API_KEY_HEADER = "X-API-Key"
 TOKEN_LIFETIME = 3600
 """Seconds an issued access token stays valid."""
 
-SLOW_SECONDS = 5.0
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """Larger request bodies get HTTP 413 (the hook itself refuses bodies over 5 MiB)."""
 
-FAILURES = {
-    "500": "HTTP 500 with a JSON error",
-    "503": "HTTP 503 with Retry-After: 0",
-    "html": "HTTP 502 with an HTML page instead of JSON",
-    "invalid": "HTTP 200 whose objects keep only their first field, so required fields are missing",
-    "slow": f"the normal answer after {SLOW_SECONDS:g} s",
-}
-"""The values of the test-only ``demo_fail`` query parameter; an empty value means no failure."""
 
 VALID_UNTIL = "2026-12-31"
 FORECAST_DATE = "2026-11-23"

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_campaign_provider.demo.campaign_api import API_KEY, API_KEY_HEADER, CLIENT_ID, CLIENT_SECRET, CampaignApi
 from airflow_campaign_provider.demo.smtp_sink import SmtpSink
@@ -31,10 +32,14 @@ def demo_connections(base_url: str, smtp_port: int, ca_cert: Path) -> dict[str, 
     TLS is verified against the local CA; ``allow_private_hosts`` is needed because the API is on loopback.
     """
     tls = {"verify": str(ca_cert), "allow_private_hosts": True}
+    # The port is also in the base URL; it is set on its own because Airflow 3.3's web UI sends
+    # port 0 for an empty port when testing a stored connection, and then refuses the test.
+    port = urlsplit(base_url).port
     return {
         OAUTH_CONN_ID: {
             "conn_type": CONN_TYPE,
             "host": f"{base_url}/v1",
+            "port": port,
             "login": CLIENT_ID,
             "password": CLIENT_SECRET,
             "extra": {"auth_type": "oauth2_client_credentials", "token_url": f"{base_url}/oauth/token", **tls},
@@ -42,6 +47,7 @@ def demo_connections(base_url: str, smtp_port: int, ca_cert: Path) -> dict[str, 
         API_KEY_CONN_ID: {
             "conn_type": CONN_TYPE,
             "host": f"{base_url}/v1",
+            "port": port,
             "password": API_KEY,
             "extra": {"auth_type": "api_key", "api_key_header": API_KEY_HEADER, **tls},
         },

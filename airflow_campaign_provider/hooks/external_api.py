@@ -12,6 +12,7 @@ by :mod:`~airflow_campaign_provider.transport`.
 from __future__ import annotations
 
 import random
+import re
 import socket
 import time
 from collections.abc import Mapping
@@ -103,6 +104,14 @@ def format_size(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size / 1024:.1f} KiB"
     return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def _plain_reason(error: BaseException) -> str:
+    """The socket-level reason of a transport error ("Connection refused"), without urllib3's class names."""
+    inner = error.__cause__ or error.__context__
+    if isinstance(inner, OSError) and inner.strerror:
+        return inner.strerror
+    return re.sub(r"^\w+\(host=.*?\): ", "", str(error))
 
 
 class _AttemptFailed(Exception):
@@ -300,6 +309,7 @@ class ExternalApiHook(BaseHook):
         deadline: float,
         retry_non_idempotent: bool,
         auth: requests.auth.AuthBase | bool | None = True,
+        log_transfers: bool = True,
     ) -> ApiResponse:
         """Run attempts until success, a final error, the retry budget or the deadline."""
         use_auth = self._auth if auth is True else auth or None
@@ -310,7 +320,7 @@ class ExternalApiHook(BaseHook):
             if isinstance(use_auth, OAuth2ClientCredentials) and not use_auth.has_valid_token:
                 self._fetch_token(use_auth, deadline)
             try:
-                response = self._attempt(method, url, shown, headers, body, deadline, use_auth)
+                response = self._attempt(method, url, shown, headers, body, deadline, use_auth, log_transfers)
             except _AttemptFailed as failure:
                 if not policy.may_retry(
                     retries_done, method, request_sent=failure.sent, retry_non_idempotent=retry_non_idempotent
@@ -362,6 +372,7 @@ class ExternalApiHook(BaseHook):
         body: bytes | None,
         deadline: float,
         auth: requests.auth.AuthBase | None,
+        log_transfer: bool,
     ) -> ApiResponse:
         """Send one request and read its body under the size limit and the deadline."""
         settings = self.settings
@@ -401,7 +412,8 @@ class ExternalApiHook(BaseHook):
             raise expired
         elapsed_ms = (time.monotonic() - started) * 1000
         status = response.status_code
-        self.log.info("Transferred %s in %d ms (HTTP %d)", format_size(len(content)), elapsed_ms, status)
+        if log_transfer:
+            self.log.info("Transferred %s in %d ms (HTTP %d)", format_size(len(content)), elapsed_ms, status)
         if 300 <= status < 400:
             location = redact_url(response.headers.get("Location", "(none)"), self._secrets)
             raise RedirectNotFollowedError(
@@ -445,7 +457,7 @@ class ExternalApiHook(BaseHook):
     def _transport_failure(self, err: Exception, shown: str) -> _AttemptFailed | ExternalApiError:
         """Classify a transport exception: a final error, or a failed attempt saying whether it was sent."""
         cause = getattr(err.args[0], "reason", None) if err.args else None
-        detail = redact_url(str(cause or err), self._secrets)[:300]
+        detail = redact_url(_plain_reason(cause or err), self._secrets)[:300]
         if isinstance(err, requests.exceptions.SSLError):
             # A certificate that does not verify will not verify on the next attempt either.
             return TransportError(f"transport: TLS handshake or verification failed ({detail})", url=shown)
@@ -488,6 +500,7 @@ class ExternalApiHook(BaseHook):
                 # Asking for a token changes nothing on the server: safe to retry.
                 retry_non_idempotent=True,
                 auth=requests.auth.HTTPBasicAuth(settings.auth.login or "", settings.auth.secret or ""),
+                log_transfers=False,
             )
         except HttpStatusError as err:
             raise TokenError(
@@ -499,4 +512,4 @@ class ExternalApiHook(BaseHook):
         if after_401:
             self.log.info("OAuth2 token refreshed after HTTP - 401")
         else:
-            self.log.info("OAuth2 token fetched from '%s'", shown)
+            self.log.info("OAuth2 token fetched (HTTP %d in %d ms)", response.status_code, response.elapsed_ms)

@@ -19,7 +19,7 @@ import pytest
 import requests
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-from airflow_campaign_provider.demo import campaign_api
+from airflow_campaign_provider.demo import campaign_api, switch
 from airflow_campaign_provider.demo.audience import REGIONS, SEGMENTS, load_audience
 from airflow_campaign_provider.demo.environment import (
     API_KEY_CONN_ID,
@@ -348,7 +348,7 @@ def test_demo_fail_slow_answers_late_and_trips_a_short_timeout(conns, monkeypatc
         call(impatient, "GET", "weather", params, None)
     started = time.monotonic()
     answer = call(API_KEY_CONN_ID, "GET", "weather", params, None).json()
-    assert time.monotonic() - started >= campaign_api.SLOW_SECONDS
+    assert time.monotonic() - started >= switch.SLOW_SECONDS
     assert answer == call(API_KEY_CONN_ID, "GET", "weather", {"regions": "north"}, None).json()
 
 

@@ -404,7 +404,7 @@ def test_oauth2_fetches_once_and_caches_the_token(server, make_conn, capfd) -> N
     )
     api = [r for r in server.requests if r.path == "/v1/x"]
     assert [r.headers["Authorization"] for r in api] == ["Bearer access-1", "Bearer access-1"]
-    assert "OAuth2 token fetched from" in logged(capfd)
+    assert "OAuth2 token fetched (HTTP 200 in " in logged(capfd)
 
 
 def test_oauth2_refreshes_once_after_a_401(server, make_conn, capfd) -> None:

@@ -55,7 +55,7 @@ def test_providers_manager_loads_our_form_without_importing_the_hook() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     lines = out.strip().splitlines()
     assert "extra__campaign_external_api__token_url" in lines[-3]
-    assert lines[-2] == "Password / token / API key / client secret"
+    assert lines[-2] == "Password / secret"
 
 
 @pytest.mark.parametrize(

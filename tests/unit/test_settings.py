@@ -103,6 +103,7 @@ def test_uri_form_strings_are_coerced() -> None:
         ({"extra": {"headers": {"Host": "evil"}}}, "extra.headers", "reserved"),
         ({"extra": {"api_key_header": "X Key"}}, "extra.api_key_header", "RFC 9110 token"),
         ({"extra": {"allow_private_hosts": "yes"}}, "extra.allow_private_hosts", "true or false"),
+        ({"extra": {"api_key_header": "***"}}, "extra.api_key_header", "how the web UI masks"),
         ({"extra": {"proxies": {"https": "proxy:3128"}}}, "extra.proxies", "expected"),
         ({"extra": {"auth_type": "bearer"}}, "password", "token from the password"),
         ({"extra": {"auth_type": "api_key"}}, "password", "token from the password"),
