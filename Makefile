@@ -13,8 +13,8 @@ venv: $(STAMP)
 # Install the package with its dev extras from the tested, pinned set (constraints.txt).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 lint: venv
@@ -49,8 +49,8 @@ demo: venv
 # Re-pin the tested set after changing dependencies: resolves from pyproject.toml, writes constraints.txt.
 constraints:
 	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
-	.venv-pin/bin/python -m pip install --quiet --upgrade pip
-	.venv-pin/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-pin/bin/python -m pip install -qq --upgrade pip
+	.venv-pin/bin/python -m pip install -qq -e '.[dev]'
 	.venv-pin/bin/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
 	rm -rf .venv-pin
 

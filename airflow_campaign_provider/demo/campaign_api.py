@@ -321,7 +321,7 @@ class CampaignApi:
     @property
     def base_url(self) -> str:
         """The root URL; the certificate covers ``localhost``, so TLS verification works."""
-        return f"https://localhost:{self.port}"
+        return self._server.base_url
 
     def start(self) -> CampaignApi:
         self._server.start()

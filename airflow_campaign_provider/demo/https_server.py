@@ -78,6 +78,11 @@ class LocalHttpsServer(ThreadingHTTPServer):
         """The bound port (useful with port 0)."""
         return int(self.server_address[1])
 
+    @property
+    def base_url(self) -> str:
+        """The root URL; the local certificate covers ``localhost``, so TLS verification works."""
+        return f"https://localhost:{self.port}"
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that hang up (timeouts, size limits) are expected here, not errors."""
 

@@ -114,6 +114,17 @@ def _plain_reason(error: BaseException) -> str:
     return re.sub(r"^\w+\(host=.*?\): ", "", str(error))
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    """One request as the retry loop sends it; ``shown`` is its URL with secrets redacted."""
+
+    method: str
+    url: str
+    shown: str
+    headers: dict[str, str]
+    body: bytes | None
+
+
 class _AttemptFailed(Exception):
     """One attempt failed in a way the retry policy may retry."""
 
@@ -263,13 +274,7 @@ class ExternalApiHook(BaseHook):
         deadline = time.monotonic() + self.settings.timeout
         self.log.info("Invoking API URL '%s'", shown)
         return self._call(
-            method,
-            url,
-            shown,
-            headers=headers,
-            body=body,
-            deadline=deadline,
-            retry_non_idempotent=retry_non_idempotent,
+            _Outgoing(method, url, shown, headers, body), deadline=deadline, retry_non_idempotent=retry_non_idempotent
         )
 
     def get_json(self, endpoint: str = "", **kwargs: Any) -> Any:
@@ -300,12 +305,8 @@ class ExternalApiHook(BaseHook):
 
     def _call(
         self,
-        method: str,
-        url: str,
-        shown: str,
+        outgoing: _Outgoing,
         *,
-        headers: dict[str, str],
-        body: bytes | None,
         deadline: float,
         retry_non_idempotent: bool,
         auth: requests.auth.AuthBase | bool | None = True,
@@ -320,10 +321,10 @@ class ExternalApiHook(BaseHook):
             if isinstance(use_auth, OAuth2ClientCredentials) and not use_auth.has_valid_token:
                 self._fetch_token(use_auth, deadline)
             try:
-                response = self._attempt(method, url, shown, headers, body, deadline, use_auth, log_transfers)
+                response = self._attempt(outgoing, deadline, use_auth, log_transfers)
             except _AttemptFailed as failure:
                 if not policy.may_retry(
-                    retries_done, method, request_sent=failure.sent, retry_non_idempotent=retry_non_idempotent
+                    retries_done, outgoing.method, request_sent=failure.sent, retry_non_idempotent=retry_non_idempotent
                 ):
                     raise failure.error from None
                 retries_done += 1
@@ -336,12 +337,12 @@ class ExternalApiHook(BaseHook):
                     raise DeadlineExceededError(
                         f"timeout: {failure.reason}; {asked} a wait of {wait:.1f} s but only "
                         f"{max(remaining, 0):.1f} s of the {self.settings.timeout:g} s timeout are left",
-                        url=shown,
+                        url=outgoing.shown,
                         status=failure.error.status,
                     ) from None
                 self.log.info(
                     "Retrying API URL '%s' due to %s in %d ms, attempt %d/%d",
-                    shown,
+                    outgoing.shown,
                     failure.reason,
                     wait * 1000,
                     retries_done + 1,
@@ -355,21 +356,12 @@ class ExternalApiHook(BaseHook):
                 self._fetch_token(use_auth, deadline, after_401=True)
                 continue
             if response.status_code >= 400:
-                raise HttpStatusError(
-                    f"HTTP - {response.status_code}: "
-                    f"{excerpt(response.content, self._secrets, EXCERPT_CHARS) or '(empty body)'}",
-                    url=shown,
-                    status=response.status_code,
-                )
+                raise self._status_error(response.status_code, response.content, outgoing.shown)
             return response
 
     def _attempt(
         self,
-        method: str,
-        url: str,
-        shown: str,
-        headers: dict[str, str],
-        body: bytes | None,
+        outgoing: _Outgoing,
         deadline: float,
         auth: requests.auth.AuthBase | None,
         log_transfer: bool,
@@ -379,16 +371,18 @@ class ExternalApiHook(BaseHook):
         session = self.get_conn()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise DeadlineExceededError(f"timeout: the {settings.timeout:g} s deadline passed", url=shown)
+            raise DeadlineExceededError(f"timeout: the {settings.timeout:g} s deadline passed", url=outgoing.shown)
         if settings.proxies and not settings.allow_private_hosts:
-            self._check_target_addresses(url, shown)
-        prepared = session.prepare_request(requests.Request(method, url, headers=headers, data=body, auth=auth))
+            self._check_target_addresses(outgoing.url, outgoing.shown)
+        prepared = session.prepare_request(
+            requests.Request(outgoing.method, outgoing.url, headers=outgoing.headers, data=outgoing.body, auth=auth)
+        )
         started = time.monotonic()
         expired = DeadlineExceededError(
-            f"timeout: no complete response within the {settings.timeout:g} s deadline", url=shown
+            f"timeout: no complete response within the {settings.timeout:g} s deadline", url=outgoing.shown
         )
         with CallGuard(
-            deadline, check_addresses=not (settings.allow_private_hosts or settings.proxies), url=shown
+            deadline, check_addresses=not (settings.allow_private_hosts or settings.proxies), url=outgoing.shown
         ) as guard:
             try:
                 response = session.send(
@@ -398,11 +392,11 @@ class ExternalApiHook(BaseHook):
                     timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
                 )
                 try:
-                    content = self._read_body(response, shown)
+                    content = self._read_body(response, outgoing.shown)
                 finally:
                     response.close()
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
-                raise (expired if guard.expired else self._transport_failure(err, shown)) from None
+                raise (expired if guard.expired else self._transport_failure(err, outgoing.shown)) from None
             except ExternalApiError:
                 if guard.expired:
                     raise expired from None
@@ -417,16 +411,12 @@ class ExternalApiHook(BaseHook):
         if 300 <= status < 400:
             location = redact_url(response.headers.get("Location", "(none)"), self._secrets)
             raise RedirectNotFollowedError(
-                f"redirects not followed: HTTP {status} to Location '{location}'", url=shown, status=status
+                f"redirects not followed: HTTP {status} to Location '{location}'", url=outgoing.shown, status=status
             )
         if status in self._retry_policy.retry_statuses:
             raise _AttemptFailed(
                 f"HTTP - {status}",
-                HttpStatusError(
-                    f"HTTP - {status}: {excerpt(content, self._secrets, EXCERPT_CHARS) or '(empty body)'}",
-                    url=shown,
-                    status=status,
-                ),
+                self._status_error(status, content, outgoing.shown),
                 sent=True,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
@@ -435,9 +425,14 @@ class ExternalApiHook(BaseHook):
             headers=response.headers,
             url=response.url,
             content=content,
-            display_url=shown,
+            display_url=outgoing.shown,
             elapsed_ms=elapsed_ms,
         )
+
+    def _status_error(self, status: int, content: bytes, shown: str) -> HttpStatusError:
+        """The error for an error status, with a short excerpt of the body, scrubbed of secrets."""
+        detail = excerpt(content, self._secrets, EXCERPT_CHARS) or "(empty body)"
+        return HttpStatusError(f"HTTP - {status}: {detail}", url=shown, status=status)
 
     def _read_body(self, response: requests.Response, shown: str) -> bytes:
         """Stream the body, refusing it as soon as it passes ``max_response_bytes``."""
@@ -491,11 +486,13 @@ class ExternalApiHook(BaseHook):
         shown = redact_url(token_url, self._secrets)
         try:
             response = self._call(
-                "POST",
-                token_url,
-                shown,
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-                body=urlencode(form).encode(),
+                _Outgoing(
+                    "POST",
+                    token_url,
+                    shown,
+                    {"Content-Type": "application/x-www-form-urlencoded"},
+                    urlencode(form).encode(),
+                ),
                 deadline=deadline,
                 # Asking for a token changes nothing on the server: safe to retry.
                 retry_non_idempotent=True,

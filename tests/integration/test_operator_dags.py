@@ -22,7 +22,7 @@ from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 def {dag_id}():
     @task
     def audience():
-        return [{{"zip": "20121", "email": "a@example.com"}}, {{"zip": "75001", "email": "b@example.com"}}]
+        return {audience!r}
 
     coupons = ExternalApiOperator(
         task_id="coupons",
@@ -78,6 +78,7 @@ SCHEMA = {
 
 def write_dag(folder: Path, dag_id: str, **kw: object) -> Path:
     values = {
+        "audience": [{"zip": "20121", "email": "a@example.com"}, {"zip": "75001", "email": "b@example.com"}],
         "schema": "None",
         "failure_branch": None,
         "xcom_max_bytes": 1024 * 1024,
@@ -211,3 +212,14 @@ def test_size_guard_never_takes_the_failure_branch(airflow_db, coupon_api) -> No
     )
     assert result.task_states["coupons"] == "failed"
     assert result.task_states["fallback"] == "upstream_failed"
+
+
+def test_inbound_data_error_never_takes_the_failure_branch(airflow_db, airflow_home, coupon_api, capfd) -> None:
+    coupon_api.route("/v1/coupons", json_response(200, COUPONS))
+    rows = [{"zip": "20121"}, {"email": "no-zip@example.com"}]
+    dag_file = write_dag(airflow_db, "op_inbound_error", audience=rows, failure_branch="fallback")
+    result = run_dag(dag_file, "op_inbound_error")
+    assert result.task_states["coupons"] == "failed"
+    assert result.task_states["fallback"] == "upstream_failed"
+    assert coupon_api.requests == [], "nothing is sent when the inbound rows are wrong"
+    assert "InboundDataError: inbound data: row 1 has no column 'zip'" in read_task_output(capfd, airflow_home)

@@ -7,7 +7,6 @@ really arrived on the wire (headers, body, how many attempts).
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import threading
@@ -86,7 +85,7 @@ class ScriptedServer:
 
     @property
     def base_url(self) -> str:
-        return f"https://localhost:{self.port}"
+        return self._server.base_url
 
     @property
     def requests(self) -> list[Recorded]:
@@ -198,7 +197,3 @@ def reset_mid_body(declared: int = 10_000, sent: int = 100) -> Responder:
         h.close_connection = True
 
     return respond
-
-
-def json_lines_of(document: Any) -> bytes:
-    return json.dumps(document).encode()
