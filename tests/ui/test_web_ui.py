@@ -221,3 +221,7 @@ def test_failure_switch_takes_the_failure_branch_in_the_grid(stack: UiStack, pag
     for task_id in ("personalize_coupons", "deliver_coupons"):
         expect(page.get_by_test_id(f"grid-{run_id}-{task_id}")).to_be_visible()
     shot(page, "11-failure-branch-grid")
+    page.goto(f"{stack.url}/dags/campaign_coupons")
+    page.get_by_role("button", name="Show Graph (Press g)").click()
+    expect(page.get_by_text("ExternalApiOperator").first).to_be_visible()
+    shot(page, "12-graph")
