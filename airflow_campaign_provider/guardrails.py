@@ -22,6 +22,7 @@ from airflow_campaign_provider.exceptions import (
     InvalidHeaderError,
     JsonDepthError,
     JsonKeyLengthError,
+    MappingConfigError,
     RequestTooLargeError,
     ResponseTooLargeError,
 )
@@ -171,7 +172,8 @@ def encode_json_body(body: Any, *, url: str, limit: int = MAX_REQUEST_BODY_BYTES
     try:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as err:
-        raise RequestTooLargeError(f"request body is not JSON-serializable: {err}", url=url) from None
+        # A mistake in the DAG or its data, not a request failure: it never takes a failure branch.
+        raise MappingConfigError("body", f"the request body is not JSON-serializable: {err}") from None
     if len(data) > limit:
         raise RequestTooLargeError(
             f"request body size limit: the JSON body is {len(data):,} bytes, the limit is {limit:,} bytes",

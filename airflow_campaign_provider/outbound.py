@@ -56,18 +56,24 @@ def _to_integer(value: Any) -> int:
     if kind is float and value.is_integer():
         return int(value)
     if kind is str and _INT.fullmatch(value.strip()):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # more digits than Python converts
+            pass
     raise _Reject(f"cannot convert {_preview(value)} to integer")
 
 
 def _to_float(value: Any) -> float:
     kind = type(value)
-    if kind is float or kind is int:
-        return float(value)
-    if kind is str and _FLOAT.fullmatch(value.strip()):
-        number = float(value)
-        if math.isfinite(number):
-            return number
+    try:
+        if kind is float or kind is int:
+            return float(value)
+        if kind is str and _FLOAT.fullmatch(value.strip()):
+            number = float(value)
+            if math.isfinite(number):
+                return number
+    except OverflowError:  # an integer beyond the float range
+        pass
     raise _Reject(f"cannot convert {_preview(value)} to float")
 
 
@@ -81,23 +87,36 @@ def _to_boolean(value: Any) -> bool:
     raise _Reject(f"cannot convert {_preview(value)} to boolean")
 
 
-def _iso(parse: Callable[[str], date | time | datetime], kind: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if type(value) is str:
-            try:
-                return parse(value.strip()).isoformat()
-            except ValueError:
-                pass
-        raise _Reject(f"cannot convert {_preview(value)} to {kind}")
-
-    return convert
-
-
 def _parse_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
         return datetime.fromisoformat(text).date()
+
+
+_ISO_PARSERS: dict[str, Callable[[str], date | time | datetime]] = {
+    "date": _parse_date,
+    "time": time.fromisoformat,
+    "datetime": datetime.fromisoformat,
+}
+"""ISO 8601 text to the canonical ISO string of each date and time column type."""
+
+
+def _iso_text(kind: str, text: str) -> str:
+    """The canonical ISO form of ``text`` as a ``kind`` value; raises ValueError when it is not one."""
+    return _ISO_PARSERS[kind](text.strip()).isoformat()
+
+
+def _iso(kind: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if type(value) is str:
+            try:
+                return _iso_text(kind, value)
+            except ValueError:
+                pass
+        raise _Reject(f"cannot convert {_preview(value)} to {kind}")
+
+    return convert
 
 
 def _text_converter(max_length: int | None) -> Callable[[Any], str]:
@@ -123,9 +142,9 @@ def _converter(column_type: str, max_length: int | None) -> Callable[[Any], Any]
         "integer": _to_integer,
         "float": _to_float,
         "boolean": _to_boolean,
-        "date": _iso(_parse_date, "date"),
-        "time": _iso(time.fromisoformat, "time"),
-        "datetime": _iso(datetime.fromisoformat, "datetime"),
+        "date": _iso("date"),
+        "time": _iso("time"),
+        "datetime": _iso("datetime"),
         "json": lambda value: value,
     }
     return _text_converter(max_length) if column_type == "text" else converters[column_type]
@@ -172,15 +191,20 @@ class CompiledPath:
                 return self.query.find(node).values()
             except Exception as err:  # the library's own errors, e.g. recursion limits
                 raise ResponseMappingError(f"outbound mapping: JSONPath {self.source!r} failed: {err}") from None
-        for key in self.keys:
-            # A name selects in an object only, an index in an array only (never in a string).
-            if type(node) is not (list if type(key) is int else dict):
-                return _MISSING
-            try:
-                node = node[key]  # type: ignore[index]
-            except (KeyError, IndexError):
-                return _MISSING
-        return node
+        return _walk(node, self.keys)
+
+
+def _walk(node: Any, keys: tuple[str | int, ...]) -> Any:
+    """Follow a singular path's keys from ``node``; ``_MISSING`` when a step is absent."""
+    for key in keys:
+        # A name selects in an object only, an index in an array only (never in a string).
+        if type(node) is not (list if type(key) is int else dict):
+            return _MISSING
+        try:
+            node = node[key]  # type: ignore[index]
+        except (KeyError, IndexError):
+            return _MISSING
+    return node
 
 
 def compile_path(path: str, where: str) -> CompiledPath:
@@ -251,7 +275,10 @@ def _fast_values(column_type: str, max_length: int | None, raws: list[Any]) -> l
         if kinds == {float}:
             return raws
         if kinds <= {int, float}:
-            return list(map(float, raws))
+            try:
+                return list(map(float, raws))
+            except OverflowError:
+                return None
     elif column_type == "boolean":
         if kinds == {bool}:
             return raws
@@ -260,13 +287,8 @@ def _fast_values(column_type: str, max_length: int | None, raws: list[Any]) -> l
             return raws
     elif kinds == {str}:
         # Dates and times repeat a lot in campaign data: parse each distinct value once.
-        parse: dict[str, Callable[[str], date | time | datetime]] = {
-            "date": date.fromisoformat,
-            "time": time.fromisoformat,
-            "datetime": datetime.fromisoformat,
-        }
         try:
-            canonical = {value: parse[column_type](value).isoformat() for value in dict.fromkeys(raws)}
+            canonical = {value: _iso_text(column_type, value) for value in dict.fromkeys(raws)}
         except ValueError:
             return None
         return list(map(canonical.__getitem__, raws))
@@ -378,10 +400,16 @@ def infer_columns(record: Any) -> list[Column]:
     """
     if not isinstance(record, dict):
         return [_compile_column({"name": "value", "path": "$", "type": "json"}, "outbound.columns")]
+    # The response, not the DAG, is at fault here: these are request failures, not configuration errors.
+    if not record:
+        raise ResponseMappingError("outbound mapping: the first record has no properties to infer columns from")
     if len(record) > MAX_COLUMNS:
         raise ResponseMappingError(
             f"outbound mapping: the first record has {len(record)} properties, the limit is {MAX_COLUMNS} columns"
         )
+    blank = next((key for key in record if not key.strip()), None)
+    if blank is not None:
+        raise ResponseMappingError(f"outbound mapping: the first record's property {blank!r} cannot name a column")
     return [
         _compile_column(
             {
@@ -474,10 +502,10 @@ class OutboundPlan:
             arrays = [value for value in document.values() if isinstance(value, list)]
             return arrays[0] if len(arrays) == 1 else [document]
         path = self.records
-        if path.keys is not None or path.wildcard_prefix is not None:
-            keys = path.keys if path.keys is not None else path.wildcard_prefix
-            container = CompiledPath(path.source, path.query, keys, None).get(document)
-            if container is _MISSING:
+        keys = path.keys if path.keys is not None else path.wildcard_prefix
+        if keys is not None:
+            container = _walk(document, keys)
+            if container is _MISSING or container is None:
                 raise ResponseMappingError(f"outbound mapping: the records path {path.source!r} matched nothing")
             if isinstance(container, list):
                 return container

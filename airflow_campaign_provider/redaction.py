@@ -8,7 +8,8 @@ never formats a secret in the first place. These helpers are pure.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDACTED = "***"
@@ -55,12 +56,33 @@ def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
     query = parts.query
     if query:
         known = {s for s in secrets if s}
+        # Scrub the decoded values: a secret with "+", "/" or "=" is percent-encoded in the URL.
         pairs = [
-            (name, REDACTED if is_sensitive_name(name) or value in known else value)
+            (name, REDACTED if is_sensitive_name(name) or value in known else scrub(value, secrets))
             for name, value in parse_qsl(query, keep_blank_values=True)
         ]
         query = urlencode(pairs, safe="*")
     return scrub(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), secrets)
+
+
+def secret_values(
+    headers: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    url: str | None = None,
+    secret_headers: Iterable[str] = (),
+) -> list[str]:
+    """The values that must be treated as secrets in a request's headers, query parameters and URL.
+
+    A header is secret when its name looks sensitive or is in ``secret_headers`` (such as the
+    connection's API-key header); a query parameter, in ``params`` or in the URL, when its
+    name looks sensitive.
+    """
+    named = {name.lower() for name in secret_headers}
+    found = [str(value) for name, value in (headers or {}).items() if name.lower() in named or is_sensitive_name(name)]
+    found += [str(value) for name, value in (params or {}).items() if is_sensitive_name(name)]
+    if url:
+        found += [value for name, value in parse_qsl(urlsplit(url).query) if is_sensitive_name(name)]
+    return [value for value in found if value]
 
 
 def excerpt(content: bytes, secrets: Iterable[str], limit: int = 200) -> str:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 from airflow_campaign_provider.exceptions import ConnectionConfigError, ExternalApiError
 from airflow_campaign_provider.guardrails import (
@@ -23,6 +24,7 @@ from airflow_campaign_provider.guardrails import (
     check_headers,
     check_url,
 )
+from airflow_campaign_provider.redaction import REDACTED, secret_values
 
 CONN_TYPE = "campaign_external_api"
 DEFAULT_CONN_ID = "campaign_external_api_default"
@@ -37,8 +39,6 @@ DEFAULT_MAX_RETRIES = 3
 MAX_MAX_RETRIES = 10
 DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_API_KEY_HEADER = "X-API-Key"
-MASKED = "***"
-"""What Airflow's UI and API show instead of a value whose field name looks secret (token_url, api_key_header)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,11 @@ class AuthSettings:
     api_key_header: str = DEFAULT_API_KEY_HEADER
     token_url: str | None = None
     scope: str | None = None
+
+    @property
+    def client_credentials(self) -> tuple[str, str]:
+        """OAuth2 client id and secret, form-urlencoded before Basic encoding (RFC 6749 §2.3.1)."""
+        return quote_plus(self.login or ""), quote_plus(self.secret or "")
 
 
 @dataclass(frozen=True)
@@ -80,13 +85,14 @@ class ConnectionSettings:
         if self.auth.secret:
             found.append(self.auth.secret)
             if self.auth.login:
-                # Basic auth (and the OAuth2 token request) send base64("login:secret").
-                basic = f"{self.auth.login}:{self.auth.secret}".encode()
-                found.append(base64.b64encode(basic).decode())
+                # Basic auth and the OAuth2 token request send base64("login:secret"), the latter form-encoded.
+                for login, secret in {(self.auth.login, self.auth.secret), self.auth.client_credentials}:
+                    found.append(base64.b64encode(f"{login}:{secret}".encode()).decode())
         for proxy in self.proxies.values():
             password = urlsplit(proxy).password
             if password:
                 found.append(password)
+        found += secret_values(self.headers)
         return tuple(found)
 
 
@@ -103,7 +109,7 @@ def _as_bool(name: str, value: Any) -> bool:
 
 
 def _as_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _is_integer_text(value):
         value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -114,12 +120,20 @@ def _as_int(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+def _is_integer_text(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts superscripts, which ``int()`` refuses."""
+    digits = text.strip().removeprefix("-")
+    return digits.isascii() and digits.isdecimal()
+
+
 def _as_number(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             raise ConnectionConfigError(name, f"expected a number of seconds, got {value!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConnectionConfigError(name, f"expected a number of seconds, got {value!r}")
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ConnectionConfigError(name, f"expected a number of seconds, got {value!r}")
     if not low < value <= high:
@@ -139,7 +153,8 @@ def _as_json(name: str, value: Any) -> Any:
         try:
             return json.loads(value)
         except ValueError:
-            raise ConnectionConfigError(name, f"expected JSON, got {value!r}") from None
+            # Never echo the text: headers and proxies hold credentials.
+            raise ConnectionConfigError(name, "expected JSON, and the text does not parse as JSON") from None
     return value
 
 
@@ -209,7 +224,8 @@ def read_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
             )
         if _unset(raw):
             continue
-        if raw == MASKED:
+        # Airflow's UI shows "***" for extras whose name looks secret (token_url, api_key_header).
+        if raw == REDACTED:
             raise ConnectionConfigError(
                 f"extra.{name}", "'***' is how the web UI masks a value, not a value; enter the real one"
             )
@@ -232,10 +248,14 @@ def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
         raise ConnectionConfigError("schema", f"{schema!r} contradicts the scheme of the host URL")
     parts = urlsplit(host)
     netloc = parts.netloc
+    try:
+        url_port = parts.port
+    except ValueError:
+        raise ConnectionConfigError("host", "the port in the base URL is not a number between 0 and 65535") from None
     if port:
-        if parts.port not in (None, port):
+        if url_port not in (None, port):
             raise ConnectionConfigError("port", f"{port} contradicts the port in the host URL")
-        netloc = f"{netloc.rsplit(':', 1)[0] if parts.port else netloc}:{port}"
+        netloc = f"{netloc.rsplit(':', 1)[0] if url_port else netloc}:{port}"
     return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))
 
 

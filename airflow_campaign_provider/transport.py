@@ -60,8 +60,15 @@ class CallGuard:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._timer.cancel()
+        with self._lock:
+            # A timer already firing must not shut a socket that goes back to the pool.
+            self._sock = None
         if self._token is not None:
             _ACTIVE_GUARD.reset(self._token)
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (at least a millisecond, so it is a valid socket timeout)."""
+        return max(0.001, self.deadline - time.monotonic())
 
     def watch(self, sock: socket.socket | None) -> None:
         """Shut ``sock`` down when the deadline passes (at once if it already has)."""
@@ -88,8 +95,20 @@ class _GuardedHTTPSConnection(HTTPSConnection):
 
     def _new_conn(self) -> socket.socket:
         guard = _ACTIVE_GUARD.get()
-        if guard is None or not guard.check_addresses:
+        if guard is None:
             return super()._new_conn()
+        sock = self._connect_checked(guard) if guard.check_addresses else self._connect_within(guard)
+        # Watched from here on, the TLS handshake is bounded by the deadline too.
+        guard.watch(sock)
+        return sock
+
+    def _connect_within(self, guard: CallGuard) -> socket.socket:
+        """Connect with a timeout that never reaches past the call's deadline."""
+        if isinstance(self.timeout, (int, float)):
+            self.timeout = min(self.timeout, guard.remaining())
+        return super()._new_conn()
+
+    def _connect_checked(self, guard: CallGuard) -> socket.socket:
         try:
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         except socket.gaierror as err:
@@ -100,7 +119,7 @@ class _GuardedHTTPSConnection(HTTPSConnection):
         for index, address in enumerate(addresses):
             self._dns_host = address
             try:
-                return super()._new_conn()
+                return self._connect_within(guard)
             except (NewConnectionError, ConnectTimeoutError):
                 if index == len(addresses) - 1:
                     raise

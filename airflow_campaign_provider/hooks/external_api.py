@@ -27,6 +27,7 @@ import urllib3
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from requests.structures import CaseInsensitiveDict
+from requests.utils import select_proxy
 
 from airflow_campaign_provider.auth import OAuth2ClientCredentials, build_auth
 from airflow_campaign_provider.exceptions import (
@@ -47,7 +48,7 @@ from airflow_campaign_provider.guardrails import (
     encode_json_body,
 )
 from airflow_campaign_provider.json_body import parse_json
-from airflow_campaign_provider.redaction import excerpt, redact_url
+from airflow_campaign_provider.redaction import excerpt, redact_url, secret_values
 from airflow_campaign_provider.retry import RetryPolicy, parse_retry_after
 from airflow_campaign_provider.settings import (
     CONN_TYPE,
@@ -235,7 +236,8 @@ class ExternalApiHook(BaseHook):
         else:
             path, _, query = endpoint.partition("?")
             joined = "/".join(p for p in (base.path.rstrip("/"), path.lstrip("/")) if p)
-            url = urlunsplit((base.scheme, base.netloc, "/" + joined.lstrip("/"), query or base.query, ""))
+            query = "&".join(q for q in (base.query, query) if q)
+            url = urlunsplit((base.scheme, base.netloc, "/" + joined.lstrip("/"), query, ""))
         if params:
             url += ("&" if urlsplit(url).query else "?") + urlencode(params, doseq=True)
         check_url(url, allow_private_hosts=self.settings.allow_private_hosts)
@@ -263,6 +265,8 @@ class ExternalApiHook(BaseHook):
         """
         method = method.upper()
         url = self.url_for(endpoint, params)
+        for value in secret_values(headers, params, url, [self.settings.auth.api_key_header]):
+            self._remember_secret(value)
         shown = redact_url(url, self._secrets)
         if headers:
             check_headers(headers, url=shown)
@@ -372,7 +376,8 @@ class ExternalApiHook(BaseHook):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DeadlineExceededError(f"timeout: the {settings.timeout:g} s deadline passed", url=outgoing.shown)
-        if settings.proxies and not settings.allow_private_hosts:
+        proxied = bool(select_proxy(outgoing.url, dict(settings.proxies)))
+        if proxied and not settings.allow_private_hosts:
             self._check_target_addresses(outgoing.url, outgoing.shown)
         prepared = session.prepare_request(
             requests.Request(outgoing.method, outgoing.url, headers=outgoing.headers, data=outgoing.body, auth=auth)
@@ -382,7 +387,7 @@ class ExternalApiHook(BaseHook):
             f"timeout: no complete response within the {settings.timeout:g} s deadline", url=outgoing.shown
         )
         with CallGuard(
-            deadline, check_addresses=not (settings.allow_private_hosts or settings.proxies), url=outgoing.shown
+            deadline, check_addresses=not (settings.allow_private_hosts or proxied), url=outgoing.shown
         ) as guard:
             try:
                 response = session.send(
@@ -438,12 +443,13 @@ class ExternalApiHook(BaseHook):
         """Stream the body, refusing it as soon as it passes ``max_response_bytes``."""
         limit = self.settings.max_response_bytes
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit():
+        if declared.isascii() and declared.isdecimal():
             check_response_size(int(declared), limit, url=shown, declared=True)
         chunks: list[bytes] = []
         received = 0
         read = response.raw.read1
-        while chunk := read(READ_CHUNK_BYTES):
+        # Decoded (gzip, deflate) bytes count against the limit; read1 never inflates more than asked.
+        while chunk := read(READ_CHUNK_BYTES, decode_content=True):
             received += len(chunk)
             check_response_size(received, limit, url=shown)
             chunks.append(chunk)
@@ -475,6 +481,12 @@ class ExternalApiHook(BaseHook):
             raise TransportError(f"transport: cannot resolve {host!r} ({err})", url=shown) from None
         check_resolved_addresses(host, [str(info[4][0]) for info in infos], url=shown)
 
+    def _remember_secret(self, value: str) -> None:
+        """Scrub ``value`` from every message this hook writes, and mask it in Airflow's logs."""
+        if value not in self._secrets:
+            mask_secret(value)
+            self._secrets.append(value)
+
     def _fetch_token(self, auth: OAuth2ClientCredentials, deadline: float, *, after_401: bool = False) -> None:
         """Fetch an OAuth2 client-credentials token through the same guardrails, retries and deadline."""
         settings = self.settings
@@ -496,16 +508,14 @@ class ExternalApiHook(BaseHook):
                 deadline=deadline,
                 # Asking for a token changes nothing on the server: safe to retry.
                 retry_non_idempotent=True,
-                auth=requests.auth.HTTPBasicAuth(settings.auth.login or "", settings.auth.secret or ""),
+                auth=requests.auth.HTTPBasicAuth(*settings.auth.client_credentials),
                 log_transfers=False,
             )
         except HttpStatusError as err:
             raise TokenError(
                 f"OAuth2 token: the token endpoint answered {err.message}", url=shown, status=err.status
             ) from None
-        token = auth.store(response.json())
-        mask_secret(token)
-        self._secrets.append(token)
+        self._remember_secret(auth.store(response.json()))
         if after_401:
             self.log.info("OAuth2 token refreshed after HTTP - 401")
         else:

@@ -32,7 +32,7 @@ from airflow_campaign_provider.guardrails import check_headers
 from airflow_campaign_provider.inbound import build_request_body, validate_inbound
 from airflow_campaign_provider.links import ExternalApiLink
 from airflow_campaign_provider.outbound import compile_outbound, validate_outbound
-from airflow_campaign_provider.redaction import ALWAYS_SECRET_HEADERS, is_sensitive_name
+from airflow_campaign_provider.redaction import secret_values
 from airflow_campaign_provider.response_schema import (
     build_validator,
     check_schema_argument,
@@ -190,17 +190,15 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         super().render_template_fields(context, jinja_env)
         from airflow.sdk.log import mask_secret
 
-        secret_headers = set(ALWAYS_SECRET_HEADERS)
+        api_key_header: list[str] = []
         # A broken connection fails the task in execute, with its own clear error.
         with contextlib.suppress(ExternalApiError):
-            secret_headers.add(self._get_hook().settings.auth.api_key_header.lower())
-        for name, value in (self.headers or {}).items():
-            if name.lower() in secret_headers or is_sensitive_name(name):
-                mask_secret(value)
-        if isinstance(self.query_params, Mapping):
-            for name, value in self.query_params.items():
-                if is_sensitive_name(name):
-                    mask_secret(str(value))
+            api_key_header.append(self._get_hook().settings.auth.api_key_header)
+        params = self.query_params if isinstance(self.query_params, Mapping) else None
+        headers = self.headers if isinstance(self.headers, Mapping) else None
+        endpoint = self.endpoint if isinstance(self.endpoint, str) else None
+        for value in secret_values(headers, params, endpoint, api_key_header):
+            mask_secret(value)
 
     def execute(self, context: Context) -> Any:
         from airflow_campaign_provider.json_body import gc_paused
@@ -211,6 +209,9 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         missing = [b for b in branches if b not in self.downstream_task_ids]
         if missing:
             raise MappingConfigError("failure_branch", f"{missing} are not direct downstream tasks of this task")
+        for name, value in (("query_params", self.query_params), ("headers", self.headers)):
+            if value is not None and not isinstance(value, Mapping):
+                raise MappingConfigError(name, f"expected an object once rendered, got {type(value).__name__}")
         body = build_request_body(self.inbound) if self.inbound is not None else self.body
         hook = self._get_hook()
         started = time.monotonic()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import socket
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from urllib.parse import parse_qs
@@ -31,6 +34,8 @@ from airflow_campaign_provider.exceptions import (
 )
 from airflow_campaign_provider.hooks.external_api import READ_CHUNK_BYTES, ExternalApiHook
 from tests.support.scripted_server import (
+    Responder,
+    ScriptedHandler,
     ScriptedServer,
     chunked_forever,
     drip,
@@ -534,3 +539,94 @@ def test_test_connection_reports_a_closed_port(make_conn) -> None:
     assert not ok
     assert "connect failure" in message
     assert "bearer-tok-555" not in message
+
+
+# Found in review --------------------------------------------------------------------------
+
+
+def gzip_json(document: object, headers: dict[str, str] | None = None) -> Responder:
+    def respond(h: ScriptedHandler) -> None:
+        body = gzip.compress(json.dumps(document).encode())
+        h.send_bytes(200, body, headers={"Content-Encoding": "gzip", **(headers or {})})
+
+    return respond
+
+
+def test_gzip_responses_are_decoded(hook, server) -> None:
+    server.route("/v1/x", gzip_json({"data": [1, 2, 3]}))
+    assert hook.get_json("x") == {"data": [1, 2, 3]}
+    assert "gzip" in server.requests[0].headers.get("Accept-Encoding", "")
+
+
+def test_the_size_limit_counts_decoded_bytes(server, make_conn) -> None:
+    make_conn(host=f"{server.base_url}/v1", max_response_bytes=100_000)
+    server.route("/v1/bomb", gzip_json(["x" * 1_000_000]))  # about 1 KiB on the wire
+    with pytest.raises(ResponseTooLargeError, match="passed"):
+        ExternalApiHook().get_json("bomb")
+
+
+@pytest.mark.timeout(60)
+def test_a_server_dripping_its_tls_handshake_cannot_outlive_the_deadline(make_conn) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            # A valid TLS record header announcing 16 KiB of handshake, then one byte at a time.
+            conn.sendall(b"\x16\x03\x03\x40\x00")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    threading.Thread(target=drip, daemon=True).start()
+    make_conn(host=f"https://localhost:{listener.getsockname()[1]}/v1", timeout=2, max_retries=0)
+    try:
+        with pytest.raises(DeadlineExceededError):
+            ExternalApiHook().get_json("x")
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_per_call_and_connection_header_secrets_never_reach_the_error(server, make_conn) -> None:
+    make_conn(host=f"{server.base_url}/v1", headers={"Authorization": "Token conn-header-31337"})
+    server.route("/v1/x", echo_request_headers(500))
+    with pytest.raises(HttpStatusError) as info:
+        ExternalApiHook().request(
+            "GET", "x", headers={"X-Call-Token": "call-token-31337"}, params={"api_key": "param-key-31337"}
+        )
+    message = str(info.value)
+    assert "you sent:" in message
+    for secret in ("conn-header-31337", "call-token-31337", "param-key-31337"):
+        assert secret not in message
+
+
+def test_the_base_url_query_is_kept(server, make_conn) -> None:
+    make_conn(host=f"{server.base_url}/v1?tenant=acme")
+    server.route("/v1/x", json_response())
+    ExternalApiHook().get_json("x?page=2")
+    assert server.requests[0].query == {"tenant": ["acme"], "page": ["2"]}
+
+
+def test_a_proxy_for_another_scheme_keeps_the_address_check(server, make_conn, monkeypatch) -> None:
+    real_getaddrinfo = socket.getaddrinfo
+
+    def fake_dns(host, port, *args, **kwargs):
+        name = "127.0.0.1" if host == "api.campaign.test" else host
+        return real_getaddrinfo(name, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
+    make_conn(
+        host=f"https://api.campaign.test:{server.port}/v1",
+        allow_private_hosts=False,
+        proxies={"http": "http://proxy.example:3128"},
+    )
+    with pytest.raises(HostNotAllowedError, match="non-public address"):
+        ExternalApiHook().get_json("x")
+    assert server.script.connections == 0

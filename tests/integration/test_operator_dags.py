@@ -27,7 +27,7 @@ def {dag_id}():
     coupons = ExternalApiOperator(
         task_id="coupons",
         conn_id="coupon_api",
-        endpoint="coupons",
+        endpoint={endpoint!r},
         headers={{"Authorization": "Bearer header-secret-4242", "X-Campaign": "spring"}},
         inbound={{"rows": audience(), "columns": ["zip"], "params": {{"campaign": "spring"}}, "add_count": True}},
         outbound={{
@@ -78,6 +78,7 @@ SCHEMA = {
 
 def write_dag(folder: Path, dag_id: str, **kw: object) -> Path:
     values = {
+        "endpoint": "coupons",
         "audience": [{"zip": "20121", "email": "a@example.com"}, {"zip": "75001", "email": "b@example.com"}],
         "schema": "None",
         "failure_branch": None,
@@ -96,7 +97,8 @@ def coupon_api(server: ScriptedServer, make_conn) -> ScriptedServer:
 
 def test_inbound_from_xcom_rows_downstream_summary_and_link(airflow_db, airflow_home, coupon_api, capfd) -> None:
     coupon_api.route("/v1/coupons", json_response(200, COUPONS))
-    result = run_dag(write_dag(airflow_db, "op_coupons", schema=SCHEMA), "op_coupons")
+    endpoint = "coupons?access_token=endpoint-secret-5150"
+    result = run_dag(write_dag(airflow_db, "op_coupons", schema=SCHEMA, endpoint=endpoint), "op_coupons")
 
     assert result.state == "success", result.task_states
     posted = json.loads(coupon_api.requests[0].body)
@@ -113,23 +115,26 @@ def test_inbound_from_xcom_rows_downstream_summary_and_link(airflow_db, airflow_
     assert result.xcom("coupons") == expected_rows
     assert result.xcom("personalize") == {"received": expected_rows}
     summary = result.xcom("coupons", "summary")
-    assert summary["url"] == f"{coupon_api.base_url}/v1/coupons"
+    called = f"{coupon_api.base_url}/v1/coupons?access_token=***"
+    assert summary["url"] == called
     assert (summary["method"], summary["status"], summary["rows"], summary["rejected"]) == ("POST", 200, 2, 1)
     assert summary["bytes"] == len(json.dumps(COUPONS))
     assert summary["elapsed_ms"] >= 0
     assert summary["rejected_samples"] == [
         {"index": 2, "column": "code", "reason": "17 characters is over max_length 12"}
     ]
-    assert result.xcom("coupons", "_link_ExternalApiLink") == f"{coupon_api.base_url}/v1/coupons"
+    assert result.xcom("coupons", "_link_ExternalApiLink") == called
 
     output = read_task_output(capfd, airflow_home)
-    assert f"Invoking API URL '{coupon_api.base_url}/v1/coupons'" in output
+    assert f"Invoking API URL '{called}'" in output
     assert "Mapped 2 rows, rejected 1 (first reasons: record 2 column 'code': 17 characters" in output
     rendered = result.rendered_fields("coupons")
     assert rendered["headers"]["X-Campaign"] == "spring"
     assert rendered["headers"]["Authorization"] == "***"
+    assert rendered["endpoint"] == "coupons?access_token=***"
     everything = json.dumps([rendered, summary, result.xcom("coupons")]) + output
-    assert "header-secret-4242" not in everything
+    for secret in ("header-secret-4242", "endpoint-secret-5150"):
+        assert secret not in everything
 
 
 def test_schema_failure_without_failure_branch_fails_the_task(airflow_db, coupon_api) -> None:

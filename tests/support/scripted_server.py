@@ -120,10 +120,10 @@ def raw_body(status: int, body: bytes, content_type: str, headers: dict[str, str
 
 
 def echo_request_headers(status: int = 500) -> Responder:
-    """An error page that echoes every request header back, secrets included."""
+    """An error page that echoes the request line and every header back, secrets included."""
 
     def respond(h: ScriptedHandler) -> None:
-        text = "\n".join(f"{k}: {v}" for k, v in h.headers.items())
+        text = "\n".join([h.requestline, *(f"{k}: {v}" for k, v in h.headers.items())])
         h.send_bytes(status, f"internal error; you sent:\n{text}".encode(), content_type="text/plain")
 
     return respond

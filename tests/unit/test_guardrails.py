@@ -15,6 +15,7 @@ from airflow_campaign_provider.exceptions import (
     InvalidJsonError,
     JsonDepthError,
     JsonKeyLengthError,
+    MappingConfigError,
     RequestTooLargeError,
     ResponseTooLargeError,
 )
@@ -118,8 +119,10 @@ def test_request_body_limit() -> None:
     assert len(encode_json_body(at_limit, url=URL)) == MAX_REQUEST_BODY_BYTES
     with pytest.raises(RequestTooLargeError, match="5,242,881 bytes, the limit is 5,242,880"):
         encode_json_body({"x": "a" * (MAX_REQUEST_BODY_BYTES - 7)}, url=URL)
-    with pytest.raises(RequestTooLargeError, match="not JSON-serializable"):
+    with pytest.raises(MappingConfigError, match="not JSON-serializable"):
         encode_json_body({"x": float("nan")}, url=URL)
+    with pytest.raises(MappingConfigError, match="not JSON-serializable"):
+        encode_json_body({"when": object()}, url=URL)
 
 
 def test_response_size_rule() -> None:

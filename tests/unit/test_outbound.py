@@ -263,6 +263,27 @@ def test_flatten_limits() -> None:
         flatten({"a_b": 1, "a": {"b": 2}})
 
 
+@pytest.mark.parametrize(
+    ("column_type", "value"),
+    [("float", 10**400), ("integer", "9" * 5000), ("text", {"big": 10**400})],
+)
+def test_huge_numbers_are_rejected_not_crashed_on(column_type: str, value: Any) -> None:
+    mapped = compile_outbound({"columns": [column("v", type=column_type)]}).map([{"v": value}, {"v": 1}])
+    assert (mapped.rejected, len(mapped.rows)) == (1, 1)
+
+
+def test_inference_needs_usable_properties() -> None:
+    with pytest.raises(ResponseMappingError, match="no properties"):
+        compile_outbound(None).map([{}, {"a": 1}])
+    with pytest.raises(ResponseMappingError, match="cannot name a column"):
+        compile_outbound(None).map([{" ": 1}])
+
+
+def test_a_records_path_pointing_at_null_matched_nothing() -> None:
+    with pytest.raises(ResponseMappingError, match="matched nothing"):
+        rows({"records": "$.data"}, {"data": None})
+
+
 def test_inferred_columns_limit() -> None:
     with pytest.raises(ResponseMappingError, match="limit is 150 columns"):
         compile_outbound(None).map([{f"k{i}": i for i in range(MAX_COLUMNS + 1)}])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from urllib.parse import quote_plus
 
 import pytest
 
 from airflow_campaign_provider.auth import OAuth2ClientCredentials
 from airflow_campaign_provider.exceptions import TokenError
-from airflow_campaign_provider.redaction import excerpt, redact_url, scrub
+from airflow_campaign_provider.redaction import excerpt, redact_url, scrub, secret_values
 from airflow_campaign_provider.retry import RetryPolicy, parse_retry_after
 
 POLICY = RetryPolicy(max_retries=3, retry_statuses=frozenset({429, 503}))
@@ -51,6 +52,7 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after(format_datetime(now - timedelta(seconds=90), usegmt=True), now) == 0.0
     assert parse_retry_after(None, now) is None
     assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("²", now) is None, "not an ASCII number: unreadable, never a crash"
 
 
 class Clock:
@@ -103,6 +105,24 @@ def test_redact_url_hides_secret_query_values_and_userinfo() -> None:
     url = "https://u:p@api.example.com/v1/x?api_key=abc&zip=20121&access_token=t0k&sig=zz&q=known-secret"
     shown = redact_url(url, ["known-secret"])
     assert shown == ("https://***@api.example.com/v1/x?api_key=***&zip=20121&access_token=***&sig=***&q=***")
+
+
+def test_secrets_inside_longer_query_values_are_redacted_even_percent_encoded() -> None:
+    secret = "abc+def/ghi="
+    shown = redact_url(f"https://api.example.com/x?q={quote_plus('prefix ' + secret)}&zip=1", [secret])
+    assert quote_plus(secret) not in shown
+    assert secret not in shown
+    assert "zip=1" in shown
+
+
+def test_secret_values_of_a_request() -> None:
+    values = secret_values(
+        headers={"X-Call-Token": "tok-1", "X-Partner": "p-2", "X-Campaign": "spring"},
+        params={"api_key": "key-3", "zip": "20121"},
+        url="https://api.example.com/x?signature=sig-4&page=2",
+        secret_headers=["X-Partner"],
+    )
+    assert values == ["tok-1", "p-2", "key-3", "sig-4"]
 
 
 def test_scrub_and_excerpt() -> None:

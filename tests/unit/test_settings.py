@@ -93,6 +93,8 @@ def test_uri_form_strings_are_coerced() -> None:
         ({"extra": {"max_retries": -1}}, "extra.max_retries", "out of range"),
         ({"extra": {"max_retries": True}}, "extra.max_retries", "expected an integer"),
         ({"extra": {"max_retries": 11}}, "extra.max_retries", "out of range"),
+        ({"extra": {"max_retries": "²"}}, "extra.max_retries", "expected an integer"),
+        ({"extra": {"timeout": "nan"}}, "extra.timeout", "expected a number"),
         ({"extra": {"retry_statuses": [200]}}, "extra.retry_statuses", "out of range"),
         ({"extra": {"retry_statuses": {"a": 1}}}, "extra.retry_statuses", "list of HTTP statuses"),
         ({"extra": {"auth_type": "digest"}}, "extra.auth_type", "not one of"),
@@ -117,6 +119,7 @@ def test_uri_form_strings_are_coerced() -> None:
         ({"host": "https://user:pw@api.example.com"}, "host", "credentials in the URL"),
         ({"host": "https://api.example.com", "schema": "http"}, "schema", "contradicts"),
         ({"host": "https://api.example.com:444", "port": 443}, "port", "contradicts"),
+        ({"host": "https://api.example.com:abc/v1", "port": 443}, "host", "not a number"),
     ],
 )
 def test_bad_input_is_a_clear_error_naming_the_field(kwargs: dict[str, Any], field: str, fragment: str) -> None:
@@ -160,6 +163,28 @@ def test_no_secret_in_a_validation_message() -> None:
     with pytest.raises(ConnectionConfigError) as info:
         parse("https://user:hunter2-secret@api.example.com")
     assert "hunter2-secret" not in str(info.value)
+
+
+def test_json_extras_never_echo_their_text() -> None:
+    with pytest.raises(ConnectionConfigError) as info:
+        parse(extra={"headers": '{"Authorization": "Bearer leaked-token-42"'})
+    assert "leaked-token-42" not in str(info.value)
+
+
+def test_sensitive_connection_headers_count_as_secrets() -> None:
+    s = parse(extra={"headers": {"Authorization": "Token conn-header-secret", "X-Tenant": "acme"}})
+    assert "Token conn-header-secret" in s.secrets
+    assert "acme" not in s.secrets
+
+
+def test_oauth2_client_credentials_are_form_encoded() -> None:
+    s = parse(
+        login="client id",
+        password="s3cr+t/=",
+        extra={"auth_type": "oauth2_client_credentials", "token_url": "https://auth.example.com/t"},
+    )
+    assert s.auth.client_credentials == ("client+id", "s3cr%2Bt%2F%3D")
+    assert base64.b64encode(b"client+id:s3cr%2Bt%2F%3D").decode() in s.secrets
 
 
 def test_proxy_passwords_count_as_secrets() -> None:
