@@ -16,7 +16,7 @@ import re
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -81,9 +81,10 @@ class ApiResponse:
     """
 
     status_code: int
-    headers: CaseInsensitiveDict[str]
-    url: str
-    content: bytes
+    # Kept out of repr: a printed response must not carry a body, cookies or query secrets.
+    headers: CaseInsensitiveDict[str] = field(repr=False)
+    url: str = field(repr=False)
+    content: bytes = field(repr=False)
     display_url: str
     elapsed_ms: float
 
@@ -300,7 +301,7 @@ class ExternalApiHook(BaseHook):
             if err.status in (401, 403):
                 return False, f"The API rejected the credentials: HTTP {err.status} from {err.url}"
             if err.status is not None and err.status < 500:
-                return True, f"Reached {err.url} (credentials accepted): HTTP {err.status} on the base URL"
+                return True, f"Reached {err.url} (credentials not rejected): HTTP {err.status} on the base URL"
             return False, str(err)
         except ExternalApiError as err:
             return False, str(err)
