@@ -66,6 +66,11 @@ class CallGuard:
         if self._token is not None:
             _ACTIVE_GUARD.reset(self._token)
 
+    @property
+    def deadline_passed(self) -> bool:
+        """True once the deadline is reached, whether the watchdog or a socket timeout noticed first."""
+        return self.expired or time.monotonic() >= self.deadline
+
     def remaining(self) -> float:
         """Seconds left before the deadline (at least a millisecond, so it is a valid socket timeout)."""
         return max(0.001, self.deadline - time.monotonic())

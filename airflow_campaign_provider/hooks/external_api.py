@@ -402,9 +402,10 @@ class ExternalApiHook(BaseHook):
                 finally:
                     response.close()
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
-                raise (expired if guard.expired else self._transport_failure(err, outgoing.shown)) from None
+                # A socket timeout set to the time left races the watchdog; either way the deadline is what failed.
+                raise (expired if guard.deadline_passed else self._transport_failure(err, outgoing.shown)) from None
             except ExternalApiError:
-                if guard.expired:
+                if guard.deadline_passed:
                     raise expired from None
                 raise
         # A socket shut down by the watchdog can also look like a short, complete response.
