@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from airflow_campaign_provider.campaign.tasks import deliver_messages
-from airflow_campaign_provider.demo.switch import FAILURE_QUERY, failure_switch
+from airflow_campaign_provider.demo.switch import FAILURE_HEADERS, failure_switch
 from airflow_campaign_provider.demo.tasks import select_audience
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
@@ -36,7 +36,7 @@ def campaign_coupons() -> None:
         task_id="fetch_coupons",
         conn_id="campaign_demo_oauth",
         endpoint="coupons",
-        query_params=FAILURE_QUERY,
+        headers=FAILURE_HEADERS,
         inbound={"rows": zip_codes(audience), "columns": ["zip"], "params": {"campaign": "spring"}, "add_count": True},
         outbound={
             "records": "$.data[*]",

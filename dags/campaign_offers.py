@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import Asset, dag, task
 
 from airflow_campaign_provider.campaign.tasks import deliver_messages
-from airflow_campaign_provider.demo.switch import FAILURE_QUERY, failure_switch
+from airflow_campaign_provider.demo.switch import FAILURE_HEADERS, failure_switch
 from airflow_campaign_provider.demo.tasks import select_audience
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
@@ -27,7 +27,7 @@ def campaign_offers() -> None:
         task_id="fetch_offers",
         conn_id="campaign_demo_oauth",
         endpoint="offers",
-        query_params=FAILURE_QUERY,
+        headers=FAILURE_HEADERS,
         response_schema="schemas/offers.schema.json",
         outbound={
             "records": "$.offers[*]",

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import dag, task
 
 from airflow_campaign_provider.campaign.tasks import deliver_messages
-from airflow_campaign_provider.demo.switch import FAILURE_QUERY, failure_switch
+from airflow_campaign_provider.demo.switch import FAILURE_HEADERS, failure_switch
 from airflow_campaign_provider.demo.tasks import select_audience
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
@@ -32,7 +32,8 @@ def campaign_weather() -> None:
         task_id="fetch_weather",
         conn_id="campaign_demo_apikey",
         endpoint="weather",
-        query_params={"regions": regions(audience), **FAILURE_QUERY},
+        query_params={"regions": regions(audience)},
+        headers=FAILURE_HEADERS,
         outbound={
             "records": "$.forecasts[*]",
             "columns": [

@@ -14,8 +14,8 @@ endpoint                     auth          answer
 Answers are derived from the request alone (hashes and fixed tables, never the clock),
 so DAG runs and tests can assert exact values; only the OAuth tokens are random. The
 regions, segments and zip codes are the audience's (:mod:`.audience`). Errors are JSON
-``{"error": ..., "error_description": ...}`` as in RFC 6749. ``?demo_fail=`` on any
-``/v1`` endpoint simulates a failure, see :data:`FAILURES`.
+``{"error": ..., "error_description": ...}`` as in RFC 6749. An ``X-Demo-Fail`` header on
+any ``/v1`` endpoint simulates a failure, see :data:`FAILURES`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_campaign_provider.demo.https_server import JsonRequestHandler, LocalHttpsServer
-from airflow_campaign_provider.demo.switch import FAILURES, SLOW_SECONDS
+from airflow_campaign_provider.demo.switch import FAILURE_HEADER, FAILURES, SLOW_SECONDS
 from airflow_campaign_provider.demo.tls import LocalCA
 
 CLIENT_ID = "campaign-demo"
@@ -254,13 +254,15 @@ class _Handler(JsonRequestHandler):
         if self.command != method:
             raise ApiError(405, "invalid_request", f"use {method}", {"Allow": method})
         self._authenticate(auth)
-        failure = query.get("demo_fail", "")
+        failure = self.headers.get(FAILURE_HEADER, "").strip()
         if failure and failure not in FAILURES:
-            raise ApiError(400, "invalid_request", f"demo_fail must be one of {', '.join(FAILURES)}")
+            raise ApiError(400, "invalid_request", f"{FAILURE_HEADER} must be one of {', '.join(FAILURES)}")
         if failure == "500":
-            raise ApiError(500, "server_error", "simulated failure (demo_fail=500)")
+            raise ApiError(500, "server_error", f"simulated failure ({FAILURE_HEADER}: 500)")
         if failure == "503":
-            raise ApiError(503, "temporarily_unavailable", "simulated failure (demo_fail=503)", {"Retry-After": "0"})
+            raise ApiError(
+                503, "temporarily_unavailable", f"simulated failure ({FAILURE_HEADER}: 503)", {"Retry-After": "0"}
+            )
         if failure == "html":
             return _Answer(502, _BAD_GATEWAY_PAGE, "text/html; charset=utf-8")
         if failure == "slow":

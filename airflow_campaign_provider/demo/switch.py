@@ -1,4 +1,4 @@
-"""The sample DAGs' test-only failure switch: a run parameter passed to the demo API as ``?demo_fail=``.
+"""The sample DAGs' test-only failure switch: a run parameter passed to the demo API in a request header.
 
 Kept free of heavy imports, since every sample DAG file imports it at parse time.
 """
@@ -20,10 +20,13 @@ FAILURES = {
     "invalid": "HTTP 200 whose objects keep only their first field, so required fields are missing",
     "slow": f"the normal answer after {SLOW_SECONDS:g} s",
 }
-"""The values of the ``demo_fail`` query parameter and what the demo API does; empty means no failure."""
+"""The values of the ``X-Demo-Fail`` header and what the demo API does; empty or absent means no failure."""
 
-FAILURE_QUERY = {"demo_fail": "{{ params.demo_fail or '' }}"}
-"""The query parameter that passes the switch on to the demo API."""
+FAILURE_HEADER = "X-Demo-Fail"
+"""The request header the demo API reads the switch from; a header keeps it out of the called URL."""
+
+FAILURE_HEADERS = {FAILURE_HEADER: "{{ params.demo_fail or '' }}"}
+"""The operator ``headers`` that pass the run's switch on to the demo API."""
 
 
 def failure_switch() -> Param:

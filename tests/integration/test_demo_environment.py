@@ -74,9 +74,13 @@ def variant(monkeypatch, demo: DemoEnvironment, conn_id: str, *, drop: tuple[str
     return new_id
 
 
-def call(conn_id: str, method: str, endpoint: str, params: dict[str, str], body: Any) -> ApiResponse:
+def call(
+    conn_id: str, method: str, endpoint: str, params: dict[str, str], body: Any, *, fail: str | None = None
+) -> ApiResponse:
+    """Call the demo API through the hook; ``fail`` sets the failure switch header."""
+    headers = None if fail is None else {switch.FAILURE_HEADER: fail}
     with ExternalApiHook(conn_id) as hook:
-        return hook.request(method, endpoint, params=params, json=body)
+        return hook.request(method, endpoint, params=params, json=body, headers=headers)
 
 
 def session(ca_cert: str) -> requests.Session:
@@ -299,66 +303,68 @@ def test_token_endpoint_protocol(demo) -> None:
     assert (not_json.status_code, not_json.json()["error_description"]) == (400, "the body is not valid JSON")
 
 
-# demo_fail ---------------------------------------------------------------------------------
+# The failure switch -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("conn_id", "method", "endpoint", "params", "body"), ENDPOINTS)
 def test_demo_fail_500_on_every_endpoint(conns, api_log, conn_id, method, endpoint, params, body) -> None:
     with pytest.raises(HttpStatusError) as caught:
-        call(conn_id, method, endpoint, params | {"demo_fail": "500"}, body)
+        call(conn_id, method, endpoint, params, body, fail="500")
     assert caught.value.status == 500
     assert "server_error" in caught.value.message
     assert [entry for entry in api_log() if entry[1] != "/oauth/token"] == [(method, f"/v1/{endpoint}", 500)]
 
 
-def test_demo_fail_503_is_retried_at_once_per_retry_after(conns, api_log) -> None:
-    started = time.monotonic()
+def test_demo_fail_503_is_retried_at_once_per_retry_after(conns, api_log, capfd) -> None:
+    capfd.readouterr()
     with pytest.raises(HttpStatusError) as caught:
-        call(API_KEY_CONN_ID, "GET", "weather", {"regions": "north", "demo_fail": "503"}, None)
+        call(API_KEY_CONN_ID, "GET", "weather", {"regions": "north"}, None, fail="503")
     assert caught.value.status == 503
     assert api_log() == [("GET", "/v1/weather", 503)] * 4  # the first attempt and the default 3 retries
-    assert time.monotonic() - started < 2
+    out, err = capfd.readouterr()
+    # Retry-After: 0 replaces the backoff, which would wait 250 ms or more.
+    assert re.findall(r"due to HTTP - 503 in (\d+) ms", out + err) == ["0", "0", "0"]
 
 
 def test_demo_fail_html_is_a_502_page(conns, monkeypatch) -> None:
     once = variant(monkeypatch, conns, API_KEY_CONN_ID, max_retries=0)
     with pytest.raises(HttpStatusError) as caught:
-        call(once, "GET", "lineup", {"event": LINEUP_EVENT, "demo_fail": "html"}, None)
+        call(once, "GET", "lineup", {"event": LINEUP_EVENT}, None, fail="html")
     assert caught.value.status == 502
     assert "<h1>502 Bad Gateway</h1>" in caught.value.message
-    page = session(str(conns.ca.ca_cert)).get(f"{conns.api.base_url}/v1", params={"demo_fail": "html"})
+    page = session(str(conns.ca.ca_cert)).get(f"{conns.api.base_url}/v1", headers={switch.FAILURE_HEADER: "html"})
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
 
 
 def test_demo_fail_invalid_drops_required_fields(conns) -> None:
-    coupons = call(OAUTH_CONN_ID, "POST", "coupons", {"demo_fail": "invalid"}, COUPON_BODY).json()
+    coupons = call(OAUTH_CONN_ID, "POST", "coupons", {}, COUPON_BODY, fail="invalid").json()
     assert coupons == {"data": [{"zip": "20121"}, {"zip": "SW1A"}]}
-    offers = call(OAUTH_CONN_ID, "GET", "offers", {"demo_fail": "invalid"}, None).json()
+    offers = call(OAUTH_CONN_ID, "GET", "offers", {}, None, fail="invalid").json()
     assert offers == {"offers": [{"id": offer["id"]} for offer in campaign_api.OFFERS]}
-    weather = call(API_KEY_CONN_ID, "GET", "weather", {"regions": "north", "demo_fail": "invalid"}, None).json()
+    weather = call(API_KEY_CONN_ID, "GET", "weather", {"regions": "north"}, None, fail="invalid").json()
     assert weather == {"forecasts": [{"region": "north"}]}
-    lineup = call(API_KEY_CONN_ID, "GET", "lineup", {"event": LINEUP_EVENT, "demo_fail": "invalid"}, None).json()
+    lineup = call(API_KEY_CONN_ID, "GET", "lineup", {"event": LINEUP_EVENT}, None, fail="invalid").json()
     assert lineup == {"event": LINEUP_EVENT}
 
 
 def test_demo_fail_slow_answers_late_and_trips_a_short_timeout(conns, monkeypatch) -> None:
     impatient = variant(monkeypatch, conns, API_KEY_CONN_ID, timeout=1)
-    params = {"regions": "north", "demo_fail": "slow"}
+    params = {"regions": "north"}
     with pytest.raises(DeadlineExceededError):
-        call(impatient, "GET", "weather", params, None)
+        call(impatient, "GET", "weather", params, None, fail="slow")
     started = time.monotonic()
-    answer = call(API_KEY_CONN_ID, "GET", "weather", params, None).json()
+    answer = call(API_KEY_CONN_ID, "GET", "weather", params, None, fail="slow").json()
     assert time.monotonic() - started >= switch.SLOW_SECONDS
     assert answer == call(API_KEY_CONN_ID, "GET", "weather", {"regions": "north"}, None).json()
 
 
 def test_demo_fail_empty_is_normal_and_unknown_is_refused(conns) -> None:
-    normal = call(OAUTH_CONN_ID, "GET", "offers", {"demo_fail": ""}, None).json()
+    normal = call(OAUTH_CONN_ID, "GET", "offers", {}, None, fail="").json()
     assert normal == {"offers": list(campaign_api.OFFERS)}
     with pytest.raises(HttpStatusError) as caught:
-        call(OAUTH_CONN_ID, "GET", "offers", {"demo_fail": "teapot"}, None)
+        call(OAUTH_CONN_ID, "GET", "offers", {}, None, fail="teapot")
     assert caught.value.status == 400
-    assert "demo_fail must be one of 500, 503, html, invalid, slow" in caught.value.message
+    assert "X-Demo-Fail must be one of 500, 503, html, invalid, slow" in caught.value.message
 
 
 # SMTP --------------------------------------------------------------------------------------
