@@ -1,107 +1,118 @@
-"""``requests`` auth classes for bearer tokens, API keys and OAuth2 client credentials.
+"""The auth strategies: the headers each auth type sends, and the OAuth2 client-credentials token. Pure.
 
-No I/O here: :class:`OAuth2ClientCredentials` only caches a token and says when it
-must be fetched again; the hook fetches it through its guarded transport, so the
-token endpoint gets the same guardrails, retries and deadline as the API itself.
+No I/O here. The token request is built like any other request and runs through
+the same call flow (guardrails, retries, the one deadline); what comes back is
+checked and cached as an :class:`OAuthToken`. The runner decides when a fetch
+happens and makes it single-flight; the call flow decides when a token is needed.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-from requests import PreparedRequest
-from requests.auth import AuthBase, HTTPBasicAuth
+from urllib.parse import urlencode
 
 from airflow_campaign_provider.exceptions import TokenError
-from airflow_campaign_provider.settings import AuthSettings
+from airflow_campaign_provider.guardrails import check_url
+from airflow_campaign_provider.redaction import redact_url
+from airflow_campaign_provider.request import TRANSPORT_HEADERS, ApiRequest
+from airflow_campaign_provider.settings import AuthSettings, ConnectionSettings
 
 _MAX_EXPIRY_SKEW = 30.0
+_NOT_A_HEADER_VALUE = re.compile(r"[^\x20-\x7e\x80-\xff]")  # controls, DEL, beyond ISO-8859-1
 
 
-class BearerAuth(AuthBase):
-    """Send ``Authorization: Bearer <token>``."""
+@dataclass(frozen=True)
+class OAuthToken:
+    """A cached access token; ``expires_at`` is on the runner's clock (None: until a 401)."""
 
-    def __init__(self, token: str) -> None:
-        self._token = token
+    value: str = field(repr=False)
+    expires_at: float | None
 
-    def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        r.headers["Authorization"] = f"Bearer {self._token}"
-        return r
-
-
-class ApiKeyAuth(AuthBase):
-    """Send the API key in the header named by the connection's ``api_key_header``."""
-
-    def __init__(self, header: str, key: str) -> None:
-        self.header = header
-        self._key = key
-
-    def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        r.headers[self.header] = self._key
-        return r
+    def is_fresh(self, now: float) -> bool:
+        """True while the token is not about to expire."""
+        return self.expires_at is None or now < self.expires_at
 
 
-class OAuth2ClientCredentials(AuthBase):
-    """OAuth2 client-credentials bearer auth with a token cache.
+def parse_token_response(document: Any, now: float) -> OAuthToken:
+    """Check a parsed token-endpoint response (RFC 6749 §5.1) and return the token.
 
-    The token is reused until ``expires_in`` minus a skew (10 % of the lifetime, at most
-    30 s) so that it never expires in flight. :meth:`invalidate` drops it after a 401.
+    The token is reused until ``expires_in`` minus a skew (10 % of the lifetime, at
+    most 30 s), so that it never expires in flight.
+
+    :raises TokenError: no string ``access_token``, one a header cannot carry, a token type
+        other than bearer, or a malformed ``expires_in``. The message never quotes the token.
     """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._token: str | None = None
-        self._expires_at: float | None = None
-
-    @property
-    def has_valid_token(self) -> bool:
-        """True while a token is cached and not about to expire."""
-        return self._token is not None and (self._expires_at is None or self._clock() < self._expires_at)
-
-    def store(self, token_response: Any) -> str:
-        """Cache the token from a parsed token-endpoint response and return it.
-
-        :raises TokenError: the response has no string ``access_token``, a token type
-            other than bearer, or a malformed ``expires_in``.
-        """
-        if not isinstance(token_response, dict) or not isinstance(token_response.get("access_token"), str):
-            raise TokenError("OAuth2 token: the token endpoint's response has no 'access_token'")
-        token_type = token_response.get("token_type", "bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise TokenError(f"OAuth2 token: token_type {token_type!r} is not supported, only 'bearer'")
-        expires_in = token_response.get("expires_in")
-        if expires_in is not None and (
-            isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in < 0
-        ):
-            raise TokenError(f"OAuth2 token: expires_in {expires_in!r} is not a number of seconds")
-        self._token = token_response["access_token"]
-        self._expires_at = (
-            None if expires_in is None else self._clock() + expires_in - min(_MAX_EXPIRY_SKEW, expires_in * 0.1)
+    if not isinstance(document, dict) or not isinstance(document.get("access_token"), str):
+        raise TokenError("OAuth2 token: the token endpoint's response has no 'access_token'")
+    value: str = document["access_token"]
+    if not value or _NOT_A_HEADER_VALUE.search(value):
+        raise TokenError(
+            "OAuth2 token: the token endpoint's 'access_token' is empty or has characters an HTTP header "
+            "cannot carry (control characters or characters outside ISO-8859-1)"
         )
-        return self._token
+    token_type = document.get("token_type", "bearer")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise TokenError(f"OAuth2 token: token_type {_short(token_type)} is not supported, only 'bearer'")
+    expires_in = document.get("expires_in")
+    if expires_in is not None and (
+        isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or expires_in < 0
+    ):
+        raise TokenError(f"OAuth2 token: expires_in {_short(expires_in)} is not a number of seconds")
+    expires_at = None if expires_in is None else now + expires_in - min(_MAX_EXPIRY_SKEW, expires_in * 0.1)
+    return OAuthToken(value, expires_at)
 
-    def invalidate(self) -> None:
-        """Forget the cached token, so the next request fetches a new one."""
-        self._token = None
-        self._expires_at = None
 
-    def __call__(self, r: PreparedRequest) -> PreparedRequest:
-        if self._token is None:
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def auth_headers(auth: AuthSettings, token: str | None = None) -> Mapping[str, str]:
+    """The headers that authenticate a request; ``token`` is the OAuth2 access token."""
+    if auth.type == "basic":
+        credentials = f"{auth.login or ''}:{auth.secret or ''}".encode("latin-1")
+        return {"Authorization": f"Basic {base64.b64encode(credentials).decode()}"}
+    if auth.type == "bearer":
+        return {"Authorization": f"Bearer {auth.secret or ''}"}
+    if auth.type == "api_key":
+        return {auth.api_key_header: auth.secret or ""}
+    if auth.type == "oauth2_client_credentials":
+        if token is None:
             raise TokenError("OAuth2 token: no token has been fetched")
-        r.headers["Authorization"] = f"Bearer {self._token}"
-        return r
+        return {"Authorization": f"Bearer {token}"}
+    return {}
 
 
-def build_auth(settings: AuthSettings) -> AuthBase | None:
-    """Return the auth object for a connection's auth settings (None for ``none``)."""
-    if settings.type == "basic":
-        return HTTPBasicAuth(settings.login or "", settings.secret or "")
-    if settings.type == "bearer":
-        return BearerAuth(settings.secret or "")
-    if settings.type == "api_key":
-        return ApiKeyAuth(settings.api_key_header, settings.secret or "")
-    if settings.type == "oauth2_client_credentials":
-        return OAuth2ClientCredentials()
-    return None
+def token_request(settings: ConnectionSettings) -> ApiRequest:
+    """The client-credentials token request (RFC 6749 §4.4): a form POST, the client in HTTP Basic.
+
+    Client id and secret are form-urlencoded before Basic encoding (RFC 6749 §2.3.1).
+    Asking for a token changes nothing on the server, so the request is retryable.
+    """
+    auth = settings.auth
+    url = auth.token_url or ""
+    shown = redact_url(url, settings.secrets)
+    check_url(url, allow_private_hosts=settings.allow_private_hosts, display_url=shown)
+    form = {"grant_type": "client_credentials"}
+    if auth.scope:
+        form["scope"] = auth.scope
+    client = base64.b64encode(":".join(auth.client_credentials).encode()).decode()
+    return ApiRequest(
+        method="POST",
+        url=url,
+        display_url=shown,
+        headers={
+            **TRANSPORT_HEADERS,
+            **settings.headers,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Basic {client}",
+        },
+        body=urlencode(form).encode(),
+        secrets=settings.secrets,
+        retry_non_idempotent=True,
+        authenticate=False,
+    )

@@ -88,6 +88,12 @@ class HostNotAllowedError(GuardrailError):
     rule = "host not allowed"
 
 
+class PathNotAllowedError(GuardrailError):
+    """A relative endpoint climbs out of the connection's base path (``../admin``)."""
+
+    rule = "path not allowed"
+
+
 class RedirectNotFollowedError(GuardrailError):
     """The server answered with a 3xx redirect; redirects are never followed."""
 
@@ -143,9 +149,28 @@ class DeadlineExceededError(RequestFailedError):
 
 
 class TransportError(RequestFailedError):
-    """The connection failed, reset or timed out, and retries are exhausted or not allowed."""
+    """The connection failed, reset or timed out, and retries are exhausted or not allowed.
+
+    :param kind: what failed, as the retry log names it (``connect failure``, ``connection broken``).
+    :param sent: the request may have reached the server (False only when it provably did not).
+    :param retryable: another attempt could succeed (False for a TLS verification failure).
+    """
 
     rule = "transport"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        kind: str = "transport failure",
+        sent: bool = True,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message, url=url)
+        self.kind = kind
+        self.sent = sent
+        self.retryable = retryable
 
 
 class HttpStatusError(RequestFailedError):

@@ -23,9 +23,11 @@ from airflow_campaign_provider.exceptions import (
     JsonDepthError,
     JsonKeyLengthError,
     MappingConfigError,
+    PathNotAllowedError,
     RequestTooLargeError,
     ResponseTooLargeError,
 )
+from airflow_campaign_provider.redaction import redact_url
 
 MAX_REQUEST_BODY_BYTES = 5 * 1024 * 1024
 """JSON request bodies are at most 5 MiB, as in the activity."""
@@ -60,37 +62,80 @@ RESERVED_HEADERS = frozenset(
 )
 """Headers the transport owns; a caller may not set them."""
 
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
+_LAST_32_BITS_EMBEDDINGS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix, RFC 6052
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # SIIT IPv4-translated, RFC 2765
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated), RFC 4291; also :: and ::1
+)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
 _FORBIDDEN_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and other controls
 _CONTAINER_TYPES = frozenset({dict, list})
 _JSON_MEDIA_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
 
 
-def check_url(url: str, *, allow_private_hosts: bool) -> SplitResult:
+def check_url(url: str, *, allow_private_hosts: bool, display_url: str | None = None) -> SplitResult:
     """Check the scheme and host of ``url`` before anything is sent, and return it split.
 
-    ``https://`` only, no credentials in the URL, and, unless ``allow_private_hosts``,
-    neither ``localhost`` nor an IP literal as the host.
+    ``https://`` only, no credentials in the URL, a host that IDNA can encode and, unless
+    ``allow_private_hosts``, neither ``localhost`` nor an IP literal as the host. Errors
+    name ``display_url`` (by default ``url`` with its secrets redacted), never ``url``.
     """
+    shown = redact_url(url) if display_url is None else display_url
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as err:
-        raise InsecureUrlError(f"HTTPS only: cannot parse the URL ({err})", url=url) from None
+    except ValueError:
+        # The parser's message can quote the netloc, credentials included.
+        raise InsecureUrlError("HTTPS only: cannot parse the URL (malformed host or port)", url=shown) from None
     if parts.scheme.lower() != "https":
         raise InsecureUrlError(
-            f"HTTPS only: the scheme is {parts.scheme or 'missing'!r}, only 'https' is allowed", url=url
+            f"HTTPS only: the scheme is {parts.scheme or 'missing'!r}, only 'https' is allowed", url=shown
         )
     if not parts.hostname:
-        raise InsecureUrlError("HTTPS only: the URL has no host", url=url)
+        raise InsecureUrlError("HTTPS only: the URL has no host", url=shown)
     if parts.username is not None or parts.password is not None:
         raise InsecureUrlError(
             "credentials in the URL are not allowed; put them in the connection's login and password",
+            url=shown,
+        )
+    host = ascii_host(parts.hostname, url=shown)
+    if not allow_private_hosts:
+        check_host_name(host, url=shown)
+    return parts
+
+
+def ascii_host(host: str, *, url: str) -> str:
+    """The host as sent on the wire: lower case, internationalized names IDNA-encoded (strict, STD3 rules).
+
+    The same encoding urllib3 applies, done here so that a name it would refuse
+    (``ⓛocalhost``, full-width dots) is a typed error before any connect, and so that
+    the host checks see the name that is really resolved.
+    """
+    if host.isascii():
+        return host.lower()
+    import idna
+
+    try:
+        return str(idna.encode(host.lower(), strict=True, std3_rules=True).decode("ascii"))
+    except idna.IDNAError:
+        raise HostNotAllowedError(
+            f"host not allowed: {host!r} is not a valid internationalized host name (IDNA 2008)", url=url
+        ) from None
+
+
+def check_under_base_path(path: str, base_path: str, *, url: str) -> None:
+    """Refuse a normalized request path that climbs out of the connection's base path.
+
+    Credentials meant for ``/tenant-a/v1`` must never reach ``/tenant-b`` or ``/admin``
+    on the same host, whatever dot-segments the endpoint held.
+    """
+    base = base_path.rstrip("/")
+    if base and path != base and not path.startswith(base + "/"):
+        raise PathNotAllowedError(
+            f"path not allowed: the endpoint resolves to {path!r}, outside the connection's base path {base!r}",
             url=url,
         )
-    if not allow_private_hosts:
-        check_host_name(parts.hostname, url=url)
-    return parts
 
 
 def check_host_name(host: str, *, url: str) -> None:
@@ -118,11 +163,32 @@ def _is_ip_literal(name: str) -> bool:
 
 
 def is_public_address(address: str) -> bool:
-    """Return True for a globally routable unicast address (IPv4-mapped IPv6 is unwrapped)."""
+    """Return True for a globally routable unicast address.
+
+    An IPv6 address that embeds an IPv4 one (mapped, IPv4-compatible, SIIT, NAT64 64:ff9b::/96,
+    6to4) is judged by that IPv4 address. Python's ``ipaddress`` calls several of those forms
+    global whatever they embed, so the rule lives here. Local-use NAT64 (64:ff9b:1::/48) and
+    deprecated site-local addresses (fec0::/10) are never public.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL_USE or ip.is_site_local:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries by a standard embedding, if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in network for network in _LAST_32_BITS_EMBEDDINGS):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def check_resolved_addresses(host: str, addresses: Iterable[str], *, url: str) -> None:

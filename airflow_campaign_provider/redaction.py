@@ -7,10 +7,14 @@ never formats a secret in the first place. These helpers are pure.
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 REDACTED = "***"
 
@@ -33,10 +37,53 @@ def is_sensitive_name(name: str) -> bool:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each known secret in ``text`` with ``***``."""
-    for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+    """Replace every occurrence of each known secret in ``text``, in any of its common encodings, with ``***``.
+
+    Besides the plain value, the forms an API or a library echoes back are found:
+    percent-encoded (``quote`` and ``quote_plus``, upper- and lower-case hex),
+    JSON-escaped (``\\/`` and ``\\uXXXX``, either case), HTML-escaped and base64.
+    """
+    pattern = _scrub_pattern(frozenset(s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH))
+    return text if pattern is None else pattern.sub(REDACTED, text)
+
+
+@lru_cache(maxsize=64)
+def _scrub_pattern(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    forms = {form for secret in secrets for form in secret_forms(secret) if len(form) >= _MIN_SECRET_LENGTH}
+    if not forms:
+        return None
+    # Longest first, so a secret is never half-replaced by a shorter one it contains.
+    return re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)))
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The spellings of ``secret`` that commonly appear in echoed requests, error pages and logs."""
+    raw = secret.encode()
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        html.escape(secret),
+        html.escape(secret).replace("/", "&#x2F;"),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    }
+    for ensure_ascii in (True, False):
+        escaped = json.dumps(secret, ensure_ascii=ensure_ascii)[1:-1]
+        forms |= {escaped, escaped.replace("/", "\\/")}
+    # Percent-encoding and \u escapes may use either case for their hex digits.
+    return {variant for form in forms for variant in (form, _hex_case(form, str.lower), _hex_case(form, str.upper))}
+
+
+_HEX_ESCAPE = re.compile(r"(?<=%)[0-9A-Fa-f]{2}|(?<=\\u)[0-9A-Fa-f]{4}")
+
+
+def _hex_case(form: str, case: Callable[[str], str]) -> str:
+    """``form`` with the hex digits of its ``%XX`` and ``\\uXXXX`` escapes in one case."""
+    return _HEX_ESCAPE.sub(lambda m: case(m.group()), form)
 
 
 def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
@@ -65,6 +112,16 @@ def redact_url(url: str, secrets: Iterable[str] = ()) -> str:
     return scrub(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), secrets)
 
 
+_QUERY_PAIR = re.compile(r"(?<=[?&;])([^=&;#\s\"'<>]+)=([^&;#\s\"'<>]*)")
+
+
+def redact_query_values(text: str) -> str:
+    """Redact the values of secret-looking query parameters wherever a URL appears in free text (a log line)."""
+    return _QUERY_PAIR.sub(
+        lambda m: f"{m.group(1)}={REDACTED}" if is_sensitive_name(unquote(m.group(1))) else m.group(0), text
+    )
+
+
 def secret_values(
     headers: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
@@ -81,7 +138,10 @@ def secret_values(
     found = [str(value) for name, value in (headers or {}).items() if name.lower() in named or is_sensitive_name(name)]
     found += [str(value) for name, value in (params or {}).items() if is_sensitive_name(name)]
     if url:
-        found += [value for name, value in parse_qsl(urlsplit(url).query) if is_sensitive_name(name)]
+        parts = urlsplit(url)
+        found += [value for name, value in parse_qsl(parts.query) if is_sensitive_name(name)]
+        # Credentials in the userinfo part are secret, user name included (``https://TOKEN@host``).
+        found += [unquote(value) for value in (parts.username, parts.password) if value]
     return [value for value in found if value]
 
 
@@ -92,7 +152,8 @@ def excerpt(content: bytes, secrets: Iterable[str], limit: int = 200) -> str:
     in half by the limit cannot leak its first half.
     """
     secrets = tuple(secrets)
-    window = max((len(s) for s in secrets), default=0) + limit
+    # An encoded secret (percent or \\u escapes) is up to six times as long as the secret.
+    window = 6 * max((len(s) for s in secrets), default=0) + limit
     text = scrub(content[: window * 4].decode("utf-8", errors="replace"), secrets)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "…"

@@ -7,12 +7,25 @@ and "how long do I wait?", and does the waiting itself against one deadline.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 """RFC 9110 §9.2.2: repeating these has the same effect as sending them once."""
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+"""With this header the server de-duplicates, so a POST or PATCH may be sent again."""
+
+
+def is_repeatable(method: str, header_names: Iterable[str], retry_non_idempotent: bool = False) -> bool:
+    """True when sending a request twice is safe: an idempotent method, an opt-in, or an idempotency key."""
+    return (
+        method.upper() in IDEMPOTENT_METHODS
+        or retry_non_idempotent
+        or any(name.lower() == IDEMPOTENCY_KEY_HEADER.lower() for name in header_names)
+    )
 
 
 @dataclass(frozen=True)
@@ -30,19 +43,16 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
 
-    def may_retry(
-        self, retries_done: int, method: str, *, request_sent: bool, retry_non_idempotent: bool = False
-    ) -> bool:
+    def may_retry(self, retries_done: int, *, request_sent: bool, repeatable: bool) -> bool:
         """Return True when another attempt is allowed.
 
-        Non-idempotent methods (POST, PATCH) are retried only when the failure proves
-        that the request never left (a failed connect), or when the caller opts in.
+        A request that may have been processed is repeated only when that is safe
+        (``repeatable``: an idempotent method, an opt-in or an idempotency key); one
+        that provably never left (a failed connect) always may be.
         """
         if retries_done >= self.max_retries:
             return False
-        if not request_sent:
-            return True
-        return method.upper() in IDEMPOTENT_METHODS or retry_non_idempotent
+        return repeatable or not request_sent
 
     def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
         """Exponential backoff with jitter: half fixed, half random, so retries spread out but still grow."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
 from airflow_campaign_provider.exceptions import ConnectionConfigError, ExternalApiError
@@ -24,14 +25,14 @@ from airflow_campaign_provider.guardrails import (
     check_headers,
     check_url,
 )
-from airflow_campaign_provider.redaction import REDACTED, secret_values
+from airflow_campaign_provider.redaction import REDACTED, is_sensitive_name, redact_url, secret_values
 
 CONN_TYPE = "campaign_external_api"
 DEFAULT_CONN_ID = "campaign_external_api_default"
 _PREFIX = f"extra__{CONN_TYPE}__"
 
 AuthType = Literal["none", "basic", "bearer", "api_key", "oauth2_client_credentials"]
-AUTH_TYPES: tuple[AuthType, ...] = ("none", "basic", "bearer", "api_key", "oauth2_client_credentials")
+AUTH_TYPES: tuple[AuthType, ...] = get_args(AuthType)
 
 DEFAULT_TIMEOUT = 60.0
 MAX_TIMEOUT = 600.0
@@ -41,7 +42,7 @@ DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class AuthSettings:
     """How requests authenticate. ``secret`` is the password, token, API key or client secret."""
 
@@ -57,8 +58,15 @@ class AuthSettings:
         """OAuth2 client id and secret, form-urlencoded before Basic encoding (RFC 6749 §2.3.1)."""
         return quote_plus(self.login or ""), quote_plus(self.secret or "")
 
+    def __repr__(self) -> str:
+        token_url = None if self.token_url is None else redact_url(self.token_url)
+        return (
+            f"AuthSettings(type={self.type!r}, login={self.login!r}, secret={'***' if self.secret else None!r}, "
+            f"api_key_header={self.api_key_header!r}, token_url={token_url!r}, scope={self.scope!r})"
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class ConnectionSettings:
     """Everything the hook needs to call an API, validated. See the README's connection table."""
 
@@ -71,7 +79,19 @@ class ConnectionSettings:
     verify: bool | str = True
     headers: Mapping[str, str] = field(default_factory=dict)
     allow_private_hosts: bool = False
-    proxies: Mapping[str, str] = field(default_factory=dict, repr=False)
+    proxies: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Every field, with query secrets, sensitive header values and proxy credentials redacted."""
+        headers = {name: REDACTED if is_sensitive_name(name) else value for name, value in self.headers.items()}
+        proxies = {scheme: redact_url(url) for scheme, url in self.proxies.items()}
+        return (
+            f"ConnectionSettings(base_url={redact_url(self.base_url)!r}, auth={self.auth!r}, "
+            f"timeout={self.timeout!r}, max_response_bytes={self.max_response_bytes!r}, "
+            f"max_retries={self.max_retries!r}, retry_statuses={sorted(self.retry_statuses)!r}, "
+            f"verify={self.verify!r}, headers={headers!r}, allow_private_hosts={self.allow_private_hosts!r}, "
+            f"proxies={proxies!r})"
+        )
 
     @property
     def host(self) -> str:
@@ -93,6 +113,9 @@ class ConnectionSettings:
             if password:
                 found.append(password)
         found += secret_values(self.headers)
+        found += secret_values(url=self.base_url)
+        if self.auth.token_url:
+            found += secret_values(url=self.auth.token_url)
         return tuple(found)
 
 
@@ -259,6 +282,40 @@ def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
     return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_credentials(auth_type: AuthType, login: str | None, password: str | None) -> None:
+    """Refuse credentials that HTTP cannot carry, before anything is sent; messages never quote them.
+
+    A control character is almost always a copy-paste accident (a trailing newline from a
+    file). Basic, bearer and API-key credentials travel in a header, which carries only
+    ISO-8859-1; OAuth2 client credentials are form-encoded first, so any text goes.
+    """
+    for name, value in (("login", login), ("password", password)):
+        if value is None:
+            continue
+        if _CONTROL_CHARACTER.search(value):
+            raise ConnectionConfigError(
+                name, "contains a control character (a trailing newline copied from a file?); remove it"
+            )
+        if auth_type in ("basic", "bearer", "api_key") and not _is_latin_1(value):
+            raise ConnectionConfigError(
+                name,
+                f"has characters outside ISO-8859-1, which an HTTP header cannot carry for auth_type {auth_type!r}",
+            )
+    if auth_type == "basic" and login is not None and ":" in login:
+        raise ConnectionConfigError("login", "a Basic auth user name cannot contain ':' (RFC 7617)")
+
+
+def _is_latin_1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_url_field(name: str, url: str, allow_private_hosts: bool) -> None:
     try:
         check_url(url, allow_private_hosts=allow_private_hosts)
@@ -284,6 +341,7 @@ def parse_connection(
     login = None if _unset(login) else login
     password = None if _unset(password) else password
     auth_type: AuthType = values.get("auth_type", "basic" if login else "none")
+    _check_credentials(auth_type, login, password)
     if auth_type == "basic" and not login:
         raise ConnectionConfigError("login", "auth_type 'basic' needs a login (and usually a password)")
     if auth_type in ("bearer", "api_key") and not password:

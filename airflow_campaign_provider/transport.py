@@ -1,4 +1,7 @@
-"""The only code that touches sockets: a ``requests`` adapter that enforces two guardrails at connect time.
+"""The sync transport: the only sync code that touches sockets. It sends an ``ApiRequest`` and reads it capped.
+
+One ``requests`` session per transport, mounted with an adapter whose HTTPS
+connections enforce two guardrails at connect time:
 
 * **Resolved addresses.** Before a new connection is opened, the host is resolved,
   every address is checked (no loopback, private, link-local or unspecified
@@ -8,28 +11,67 @@
   deadline passes, so neither a slow connect, a server that drips its headers,
   nor one that trickles its body can keep the call alive past ``timeout``.
 
-The policy for one call travels in a :class:`CallGuard` held in a context variable,
-because urllib3 creates connections deep inside ``requests`` where no argument reaches.
+Informational (1xx) responses are skipped, the body is streamed through a
+:class:`~airflow_campaign_provider.body.BodyReader`, and every library exception is
+mapped here, once, to the package's typed errors. The policy for one attempt travels
+in a :class:`CallGuard` held in a context variable, because urllib3 creates
+connections deep inside ``requests`` where no argument reaches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import re
 import socket
 import threading
 import time
 from contextvars import ContextVar, Token
+from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
+from airflow_campaign_provider.body import READ_CHUNK_BYTES, BodyReader
+from airflow_campaign_provider.exceptions import (
+    ConnectionConfigError,
+    DeadlineExceededError,
+    ExternalApiError,
+    TransportError,
+)
 from airflow_campaign_provider.guardrails import check_resolved_addresses
+from airflow_campaign_provider.redaction import redact_url
+from airflow_campaign_provider.request import ApiRequest
+from airflow_campaign_provider.response import ApiResponse, Headers
+from airflow_campaign_provider.settings import ConnectionSettings
+
+CONNECT_TIMEOUT = 10.0
+"""Longest wait for a TCP and TLS connect, within the call's overall deadline."""
+
+MAX_INFORMATIONAL_RESPONSES = 16
+"""1xx responses skipped before the final one; more is a misbehaving server."""
 
 _ACTIVE_GUARD: ContextVar[CallGuard | None] = ContextVar("campaign_external_api_call_guard", default=None)
+
+
+class SystemClock:
+    """The real clock: epoch seconds (deadlines must mean the same in another process) and a blocking sleep."""
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
 
 
 class CallGuard:
@@ -95,8 +137,28 @@ class CallGuard:
                 socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
 
 
+class UnexpectedSwitchingProtocols(http.client.HTTPException):
+    """A ``101`` although no protocol upgrade was asked for."""
+
+
+class _FinalResponse(http.client.HTTPResponse):
+    """``http.client`` skips only ``100 Continue``; this skips every informational response (``103 Early Hints``)."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(MAX_INFORMATIONAL_RESPONSES):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if status == 101:
+                raise UnexpectedSwitchingProtocols("HTTP 101 Switching Protocols, but no upgrade was asked for")
+            if not 100 < status < 200:
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the informational response's headers, dropped
+        raise http.client.HTTPException(f"more than {MAX_INFORMATIONAL_RESPONSES} informational responses")
+
+
 class _GuardedHTTPSConnection(HTTPSConnection):
     """An urllib3 HTTPS connection that checks resolved addresses and reports its socket to the watchdog."""
+
+    response_class = _FinalResponse
 
     def _new_conn(self) -> socket.socket:
         guard = _ACTIVE_GUARD.get()
@@ -155,3 +217,134 @@ class GuardedAdapter(HTTPAdapter):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = _POOL_CLASSES
         return manager
+
+
+class SyncTransport:
+    """Send requests over one ``requests`` session with guarded connections; thread-safe like the session.
+
+    :param settings: the connection; it alone decides where requests go and what they carry.
+    :param pool_size: connections kept per host (concurrent pages need one each).
+    """
+
+    def __init__(self, settings: ConnectionSettings, *, pool_size: int = 10) -> None:
+        if isinstance(settings.verify, str) and not Path(settings.verify).exists():
+            raise ConnectionConfigError("extra.verify", f"CA bundle {settings.verify!r} does not exist")
+        self.settings = settings
+        session = requests.Session()
+        # No .netrc credentials, no proxy or CA bundle from the environment, no default
+        # headers: the connection and the request alone decide what is sent and where.
+        session.trust_env = False
+        session.headers.clear()
+        session.verify = settings.verify
+        session.proxies = dict(settings.proxies)
+        session.mount("https://", GuardedAdapter(pool_connections=pool_size, pool_maxsize=pool_size))
+        self.session = session
+
+    def close(self) -> None:
+        """Close the session and its pooled connections."""
+        self.session.close()
+
+    def send(self, request: ApiRequest, timeout: float, budget: float) -> ApiResponse:
+        """Send ``request`` and read its whole body within ``timeout`` seconds.
+
+        :param budget: the call's whole timeout, named in the deadline error.
+        :raises TransportError: the connection failed; ``sent`` and ``retryable`` say what the flow may do.
+        :raises DeadlineExceededError: no complete response before the deadline.
+        :raises GuardrailError: a resolved address or the response size is refused.
+        """
+        settings = self.settings
+        shown = request.display_url
+        proxied = bool(select_proxy(request.url, dict(settings.proxies)))
+        if proxied and not settings.allow_private_hosts:
+            _check_target_addresses(request.url, shown)
+        prepared = self.session.prepare_request(
+            requests.Request(request.method, request.url, headers=dict(request.headers), data=request.body)
+        )
+        started = time.monotonic()
+        expired = DeadlineExceededError(f"timeout: no complete response within the {budget:g} s deadline", url=shown)
+        guard = CallGuard(started + timeout, check_addresses=not (settings.allow_private_hosts or proxied), url=shown)
+        with guard:
+            try:
+                response = self.session.send(
+                    prepared,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
+                )
+                try:
+                    content = self._read_body(response, shown)
+                finally:
+                    response.close()
+            except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as err:
+                # A socket timeout set to the time left races the watchdog; either way the deadline is what failed.
+                raise (expired if guard.deadline_passed else _transport_error(err, shown, request.secrets)) from None
+            except ExternalApiError:
+                if guard.deadline_passed:
+                    raise expired from None
+                raise
+        # A socket shut down by the watchdog can also look like a short, complete response.
+        if guard.expired:
+            raise expired
+        return ApiResponse(
+            status_code=response.status_code,
+            headers=Headers(response.raw.headers.items()),
+            url=request.url,
+            content=content,
+            display_url=shown,
+            elapsed_ms=(time.monotonic() - started) * 1000,
+        )
+
+    def _read_body(self, response: requests.Response, shown: str) -> bytes:
+        """Stream the raw body through the capped decoder."""
+        reader = BodyReader(
+            response.headers.get("Content-Encoding"),
+            response.headers.get("Content-Length"),
+            self.settings.max_response_bytes,
+            url=shown,
+        )
+        read = response.raw.read1
+        while chunk := read(READ_CHUNK_BYTES, decode_content=False):
+            reader.feed(chunk)
+        return reader.finish()
+
+
+def _plain_reason(error: BaseException) -> str:
+    """The socket-level reason of a transport error ("Connection refused"), without urllib3's class names."""
+    inner = error.__cause__ or error.__context__
+    if isinstance(inner, OSError) and inner.strerror:
+        return inner.strerror
+    return re.sub(r"^\w+\(host=.*?\): ", "", str(error))
+
+
+def _transport_error(err: Exception, shown: str, secrets: tuple[str, ...]) -> TransportError:
+    """Map a library exception to a :class:`TransportError` that says whether the request may have been sent."""
+    cause = getattr(err.args[0], "reason", None) if err.args else None
+    detail = redact_url(_plain_reason(cause or err), secrets)[:300]
+    if isinstance(err, requests.exceptions.SSLError):
+        # A certificate that does not verify will not verify on the next attempt either.
+        return TransportError(
+            f"transport: TLS handshake or verification failed ({detail})", url=shown, kind="TLS", retryable=False
+        )
+    if isinstance(err, UnexpectedSwitchingProtocols) or isinstance(cause, UnexpectedSwitchingProtocols):
+        return TransportError(f"transport: {detail}", url=shown, kind="protocol error", retryable=False)
+    if isinstance(err, requests.ConnectTimeout) or isinstance(
+        cause, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+    ):
+        kind, sent = "connect failure", False
+    elif isinstance(err, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
+        kind, sent = "read timeout", True
+    else:
+        kind, sent = "connection broken", True
+    return TransportError(f"transport: {kind} ({detail})", url=shown, kind=kind, sent=sent)
+
+
+def _check_target_addresses(url: str, shown: str) -> None:
+    """With a proxy, the proxy resolves the target; check what it resolves to from here at least."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise TransportError(
+            f"transport: cannot resolve {host!r} ({err.strerror or err})", url=shown, kind="name resolution"
+        ) from None
+    check_resolved_addresses(host, [str(info[4][0]) for info in infos], url=shown)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,10 +46,22 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_campaign_provider.hooks.external_api import ExternalApiHook
-    from airflow_campaign_provider.outbound import MappingResult
+    from airflow_campaign_provider.outbound import MappingResult, OutboundPlan
+    from airflow_campaign_provider.response import ApiResponse
 
 METHODS = ("GET", "POST", "PUT", "PATCH")
 DEFAULT_XCOM_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _PreparedCall:
+    """What :meth:`ExternalApiOperator._prepare` checked and built; plain, so a resumed task can rebuild it."""
+
+    plan: OutboundPlan
+    validator: Any
+    branches: list[str]
+    body: Any
+    started: float
 
 
 class ExternalApiOperator(BaseOperator, BranchMixIn):
@@ -201,8 +213,19 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             mask_secret(value)
 
     def execute(self, context: Context) -> Any:
-        from airflow_campaign_provider.json_body import gc_paused
+        call = self._prepare()
+        hook = self._get_hook()
+        try:
+            with hook:
+                response = hook.request(
+                    self.method, self.endpoint, params=self.query_params, json=call.body, headers=self.headers
+                )
+                return self._finish(context, call, response)
+        except RequestFailedError as err:
+            return self._request_failed(context, err, call.branches)
 
+    def _prepare(self) -> _PreparedCall:
+        """Everything a call needs that can be checked before sending: a resumed task prepares again."""
         plan = compile_outbound(self.outbound)
         validator = self._schema_validator()
         branches = self._failure_branches()
@@ -213,24 +236,20 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             if value is not None and not isinstance(value, Mapping):
                 raise MappingConfigError(name, f"expected an object once rendered, got {type(value).__name__}")
         body = build_request_body(self.inbound) if self.inbound is not None else self.body
-        hook = self._get_hook()
-        started = time.monotonic()
-        try:
-            with hook:
-                response = hook.request(
-                    self.method, self.endpoint, params=self.query_params, json=body, headers=self.headers
-                )
-                self.called_url = response.display_url
-                # Parsing and mapping create many objects and no cycles: keep the collector out.
-                with gc_paused():
-                    document = response.json()
-                    if validator is not None:
-                        validate_response(validator, document, url=response.display_url)
-                    result = plan.map(document)
-        except RequestFailedError as err:
-            self.called_url = err.url
-            return self._request_failed(context, err, branches)
-        elapsed_ms = round((time.monotonic() - started) * 1000)
+        return _PreparedCall(plan, validator, branches, body, self._get_hook().clock.now())
+
+    def _finish(self, context: Context, call: _PreparedCall, response: ApiResponse) -> Any:
+        """Parse, validate and map a response, then push the rows and the summary (nothing if anything fails)."""
+        from airflow_campaign_provider.json_body import gc_paused
+
+        self.called_url = response.display_url
+        # Parsing and mapping create many objects and no cycles: keep the collector out.
+        with gc_paused():
+            document = response.json()
+            if call.validator is not None:
+                validate_response(call.validator, document, url=response.display_url)
+            result = call.plan.map(document)
+        elapsed_ms = round((self._get_hook().clock.now() - call.started) * 1000)
         self._log_mapping(result)
         value = self._output(result.rows)
         ti = context["ti"]
@@ -247,12 +266,12 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 "rejected_samples": result.rejected_samples,
             },
         )
-        if not branches:
+        if not call.branches:
             return value
         # The branching helper ends the task by raising, so the rows go to XCom first.
         if self.do_xcom_push:
             ti.xcom_push(key="return_value", value=value)
-        self.do_branch(context, [t for t in self.downstream_task_ids if t not in branches] or None)
+        self.do_branch(context, [t for t in self.downstream_task_ids if t not in call.branches] or None)
         return None
 
     def _schema_validator(self) -> Any:
@@ -264,6 +283,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
 
     def _request_failed(self, context: Context, err: RequestFailedError, branches: list[str]) -> None:
         """The activity's "if request failed" transition: follow the failure branch, or fail the task."""
+        self.called_url = err.url
         if not branches:
             raise err
         self.log.error("Request failed (%s), following the failure branch %s: %s", err.rule, branches, err)

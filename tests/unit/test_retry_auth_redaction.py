@@ -9,30 +9,37 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from airflow_campaign_provider.auth import OAuth2ClientCredentials
+from airflow_campaign_provider.auth import parse_token_response
 from airflow_campaign_provider.exceptions import TokenError
 from airflow_campaign_provider.redaction import excerpt, redact_url, scrub, secret_values
-from airflow_campaign_provider.retry import RetryPolicy, parse_retry_after
+from airflow_campaign_provider.retry import RetryPolicy, is_repeatable, parse_retry_after
 
 POLICY = RetryPolicy(max_retries=3, retry_statuses=frozenset({429, 503}))
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD"])
-def test_idempotent_methods_retry_after_sending(method: str) -> None:
-    assert POLICY.may_retry(0, method, request_sent=True)
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD", "get"])
+def test_idempotent_methods_are_repeatable(method: str) -> None:
+    assert is_repeatable(method, [])
+    assert POLICY.may_retry(0, request_sent=True, repeatable=is_repeatable(method, []))
 
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
-def test_non_idempotent_methods_retry_only_when_not_sent_or_opted_in(method: str) -> None:
-    assert not POLICY.may_retry(0, method, request_sent=True)
-    assert POLICY.may_retry(0, method, request_sent=False)
-    assert POLICY.may_retry(0, method, request_sent=True, retry_non_idempotent=True)
+def test_non_idempotent_methods_repeat_only_when_opted_in_or_keyed(method: str) -> None:
+    assert not is_repeatable(method, ["Content-Type"])
+    assert is_repeatable(method, [], retry_non_idempotent=True)
+    assert is_repeatable(method, ["idempotency-key"]), "the server de-duplicates: safe to send again"
+
+
+def test_a_request_that_was_not_sent_may_always_be_retried_and_one_that_was_only_if_repeatable() -> None:
+    assert POLICY.may_retry(0, request_sent=False, repeatable=False)
+    assert not POLICY.may_retry(0, request_sent=True, repeatable=False)
+    assert POLICY.may_retry(0, request_sent=True, repeatable=True)
 
 
 def test_max_retries_bounds_the_count() -> None:
-    assert POLICY.may_retry(2, "GET", request_sent=True)
-    assert not POLICY.may_retry(3, "GET", request_sent=True)
-    assert not RetryPolicy(0, frozenset()).may_retry(0, "GET", request_sent=False)
+    assert POLICY.may_retry(2, request_sent=True, repeatable=True)
+    assert not POLICY.may_retry(3, request_sent=True, repeatable=True)
+    assert not RetryPolicy(0, frozenset()).may_retry(0, request_sent=False, repeatable=True)
 
 
 def test_backoff_is_exponential_with_jitter() -> None:
@@ -55,34 +62,18 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("²", now) is None, "not an ASCII number: unreadable, never a crash"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_oauth2_token_cache_expires_with_skew() -> None:
-    clock = Clock()
-    auth = OAuth2ClientCredentials(clock)
-    assert not auth.has_valid_token
-    assert auth.store({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 100}) == "tok-1"
-    assert auth.has_valid_token
-    clock.now += 89
-    assert auth.has_valid_token
-    clock.now += 2  # 100 s minus a 10 s skew
-    assert not auth.has_valid_token
-    auth.store({"access_token": "tok-2", "expires_in": 3600})
-    clock.now += 3600 - 31
-    assert auth.has_valid_token
-    clock.now += 2  # skew is capped at 30 s
-    assert not auth.has_valid_token
-    auth.store({"access_token": "tok-3"})
-    clock.now += 10**6
-    assert auth.has_valid_token, "a token without expires_in is kept until a 401"
-    auth.invalidate()
-    assert not auth.has_valid_token
+def test_oauth2_token_expires_with_skew() -> None:
+    now = 1000.0
+    token = parse_token_response({"access_token": "tok-1", "token_type": "Bearer", "expires_in": 100}, now)
+    assert token.value == "tok-1"
+    assert token.is_fresh(now + 89)
+    assert not token.is_fresh(now + 91), "100 s minus a 10 s skew"
+    token = parse_token_response({"access_token": "tok-2", "expires_in": 3600}, now)
+    assert token.is_fresh(now + 3600 - 31)
+    assert not token.is_fresh(now + 3600 - 29), "the skew is capped at 30 s"
+    token = parse_token_response({"access_token": "tok-3"}, now)
+    assert token.is_fresh(now + 10**6), "a token without expires_in is kept until a 401"
+    assert "tok-3" not in repr(token)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +81,7 @@ def test_oauth2_token_cache_expires_with_skew() -> None:
     [
         {},
         {"access_token": 5},
+        {"access_token": ""},
         {"access_token": "t", "token_type": "mac"},
         {"access_token": "t", "expires_in": "soon"},
         {"access_token": "t", "expires_in": -1},
@@ -98,7 +90,15 @@ def test_oauth2_token_cache_expires_with_skew() -> None:
 )
 def test_bad_token_responses(response: object) -> None:
     with pytest.raises(TokenError):
-        OAuth2ClientCredentials().store(response)
+        parse_token_response(response, 0.0)
+
+
+@pytest.mark.parametrize("token", ["tok-secret-1\n", "tok\r\nX-Injected: 1", "tok\x00secret", "tök€n-secret"])
+def test_a_token_a_header_cannot_carry_is_a_token_error_that_never_quotes_it(token: str) -> None:
+    with pytest.raises(TokenError, match="access_token") as info:
+        parse_token_response({"access_token": token, "token_type": "bearer"}, 0.0)
+    assert token.strip() not in str(info.value)
+    assert "tok" not in str(info.value).replace("token", "")
 
 
 def test_redact_url_hides_secret_query_values_and_userinfo() -> None:
