@@ -477,11 +477,25 @@ def _row_builder(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
 
 @dataclass
 class MappingResult:
-    """Rows in record order, plus how many records were rejected and the first reasons."""
+    """Rows in record order, plus how many records were selected and rejected, and the first reasons.
+
+    :ivar records: records selected from the response (mapped rows plus rejected records).
+    """
 
     rows: list[dict[str, Any]]
     rejected: int = 0
     rejected_samples: list[dict[str, Any]] = field(default_factory=list)
+    records: int = 0
+
+    def extend(self, later: MappingResult) -> None:
+        """Append the result of a later page: rows in order, record indexes counted across pages."""
+        self.rows.extend(later.rows)
+        room = MAX_REJECTED_SAMPLES - len(self.rejected_samples)
+        self.rejected_samples.extend(
+            {**sample, "index": sample["index"] + self.records} for sample in later.rejected_samples[:room]
+        )
+        self.rejected += later.rejected
+        self.records += later.records
 
 
 @dataclass(frozen=True)
@@ -543,7 +557,7 @@ class OutboundPlan:
             {"index": index, "column": column, "reason": reason}
             for index, (column, reason) in sorted(rejected.items())[:MAX_REJECTED_SAMPLES]
         ]
-        return MappingResult(rows=rows, rejected=len(rejected), rejected_samples=samples)
+        return MappingResult(rows=rows, rejected=len(rejected), rejected_samples=samples, records=len(records))
 
 
 def _has_template(value: Any) -> bool:

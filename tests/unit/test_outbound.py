@@ -324,3 +324,12 @@ def test_bad_mappings_name_the_field(spec: Any, field: str) -> None:
     with pytest.raises(MappingConfigError) as info:
         compile_outbound(spec)
     assert info.value.field == field
+
+
+def test_results_of_later_pages_extend_the_first_with_record_indexes_counted_across_pages() -> None:
+    plan = compile_outbound({"columns": [{"name": "i", "type": "integer"}]})
+    total = plan.map([{"i": 1}, {"i": "x"}])
+    total.extend(plan.map([{"i": "y"}, {"i": 4}, {"i": 5}]))
+    assert total.rows == [{"i": 1}, {"i": 4}, {"i": 5}]
+    assert (total.records, total.rejected) == (5, 2)
+    assert [s["index"] for s in total.rejected_samples] == [1, 2]
