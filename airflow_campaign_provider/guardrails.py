@@ -47,6 +47,7 @@ MAX_JSON_KEY_LENGTH = 255
 RESERVED_HEADERS = frozenset(
     {
         "accept",
+        "accept-encoding",
         "connection",
         "content-length",
         "content-type",

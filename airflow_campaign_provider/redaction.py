@@ -20,7 +20,7 @@ REDACTED = "***"
 
 # A name that says it holds a secret: used for query parameters and header names.
 _SENSITIVE_NAME = re.compile(
-    r"token|secret|key|password|passwd|pwd|auth|credential|signature|sig$|session|cookie",
+    r"token|secret|key|password|passwd|pwd|auth|credential|signature|sig$|session|cookie|assertion|jwt",
     re.IGNORECASE,
 )
 

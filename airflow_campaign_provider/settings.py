@@ -22,6 +22,7 @@ from airflow_campaign_provider.exceptions import ConnectionConfigError, External
 from airflow_campaign_provider.guardrails import (
     DEFAULT_MAX_RESPONSE_BYTES,
     MAX_RESPONSE_BYTES_CEILING,
+    ascii_host,
     check_headers,
     check_url,
 )
@@ -279,6 +280,15 @@ def _base_url(host: str | None, schema: str | None, port: int | None) -> str:
         if url_port not in (None, port):
             raise ConnectionConfigError("port", f"{port} contradicts the port in the host URL")
         netloc = f"{netloc.rsplit(':', 1)[0] if url_port else netloc}:{port}"
+    if parts.hostname and not parts.hostname.isascii():
+        # Internationalized names are kept IDNA-encoded: what the checks see is what is resolved.
+        try:
+            encoded = ascii_host(parts.hostname, url=redact_url(host))
+        except ExternalApiError as err:
+            raise ConnectionConfigError("host", err.message) from None
+        userinfo, at, host_port = netloc.rpartition("@")
+        _, colon, port_text = host_port.partition(":")
+        netloc = f"{userinfo}{at}{encoded}{colon}{port_text}"
     return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), parts.query, ""))
 
 

@@ -1,18 +1,69 @@
 """Shared fixtures: an isolated AIRFLOW_HOME, the local CA, scripted HTTPS servers and connections.
 
 AIRFLOW_HOME is set before anything imports Airflow, so no test touches ``~/airflow``.
+A loopback guard refuses, and fails the test for, any socket connect outside
+127.0.0.0/8 and ::1, so a test that regresses can never send a packet elsewhere.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+class LoopbackGuardError(ConnectionRefusedError):
+    """A test tried to connect outside the loopback addresses."""
+
+
+REFUSED_CONNECTS: list[str] = []
+
+
+def is_loopback(address: Any) -> bool:
+    """True for an AF_UNIX path or an (IP, port...) tuple on 127.0.0.0/8 or ::1 (a name only if 'localhost')."""
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX and other non-IP families
+    host = str(address[0]).split("%", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name that would be resolved elsewhere
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _guarded(connect: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not is_loopback(address):
+            REFUSED_CONNECTS.append(repr(address))
+            raise LoopbackGuardError(f"loopback guard: a test tried to connect to {address!r}")
+        return connect(self, address)
+
+    return guarded
+
+
+socket.socket.connect = _guarded(socket.socket.connect)  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded(socket.socket.connect_ex)  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_connect_outside_loopback() -> Iterator[None]:
+    """Fail the test even when the code under test swallowed the guard's error."""
+    REFUSED_CONNECTS.clear()
+    yield
+    refused, REFUSED_CONNECTS[:] = list(REFUSED_CONNECTS), []
+    assert not refused, f"the test tried to connect outside loopback: {refused}"
+
 
 _HOME = Path(tempfile.mkdtemp(prefix="campaign-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)

@@ -77,6 +77,17 @@ def test_localhost_and_ip_literals_are_refused(host: str) -> None:
         ("::ffff:127.0.0.1", False),
         ("::", False),
         ("224.0.0.1", False),
+        # IPv6 forms that embed an IPv4 address are judged by it; Python calls several of them global.
+        ("64:ff9b::7f00:1", False),
+        ("64:ff9b::808:808", True),
+        ("64:ff9b:1::808:808", False),
+        ("2002:a00:1::1", False),
+        ("2002:808:808::1", True),
+        ("::a00:1", False),
+        ("::ffff:0:7f00:1", False),
+        ("::ffff:0:808:808", True),
+        ("fec0::1", False),
+        ("2001::1", False),
     ],
 )
 def test_public_address_classification(address: str, public: bool) -> None:

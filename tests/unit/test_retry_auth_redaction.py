@@ -133,3 +133,31 @@ def test_scrub_and_excerpt() -> None:
     assert "SECRET" not in text
     assert len(text) <= 201
     assert excerpt(b"<html>\n  <b>Bad   gateway</b>\n</html>", []) == "<html> <b>Bad gateway</b> </html>"
+
+
+def test_scrub_finds_a_secret_in_the_encodings_apis_echo_back() -> None:
+    import base64
+    import json
+    from urllib.parse import quote
+
+    secret = "a/b+c d=é"
+    echoed = [
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="").lower(),  # the secret has no upper-case letter: only the hex changes
+        quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/").replace("\\u00e9", "\\u00E9"),
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        base64.b64encode(secret.encode()).decode(),
+        "a&#x2F;b+c d=é",
+    ]
+    for text in echoed:
+        assert scrub(f"<{text}>", [secret]) == "<***>", text
+
+
+def test_redact_query_values_in_free_text() -> None:
+    from airflow_campaign_provider.redaction import redact_query_values
+
+    line = '"GET /v1/x?zip=1&api_key=k-123&Signature=s-456 HTTP/1.1" 200'
+    assert redact_query_values(line) == '"GET /v1/x?zip=1&api_key=***&Signature=*** HTTP/1.1" 200'

@@ -200,3 +200,53 @@ def test_every_extra_is_documented_in_the_provider_form() -> None:
     assert set(fields) == set(EXTRA_FIELDS)
     for spec in fields.values():
         assert spec["label"] and spec["description"]
+
+
+@pytest.mark.parametrize(
+    ("login", "password", "auth_type", "field"),
+    [
+        ("user", "pass-word-1\n", None, "password"),
+        ("us\ter", "pass-word-1", None, "login"),
+        (None, "tok\x00en-value", "bearer", "password"),
+        (None, "ke\x7fy-value", "api_key", "password"),
+        ("user", "pass-€-word", None, "password"),
+        ("us:er", "pass-word-1", None, "login"),
+    ],
+)
+def test_credentials_http_cannot_carry_are_refused_naming_the_field_not_the_value(
+    login: str | None, password: str, auth_type: str | None, field: str
+) -> None:
+    extra = {"auth_type": auth_type} if auth_type else {}
+    with pytest.raises(ConnectionConfigError) as info:
+        parse_connection(host="https://api.example.com", login=login, password=password, extra=extra)
+    assert info.value.field == field
+    assert password.strip() not in str(info.value)
+
+
+def test_oauth2_client_secrets_may_hold_any_printable_text() -> None:
+    settings = parse_connection(
+        host="https://api.example.com",
+        login="client-é",
+        password="sécret-€",
+        extra={"auth_type": "oauth2_client_credentials", "token_url": "https://auth.example.com/token"},
+    )
+    assert settings.auth.client_credentials == ("client-%C3%A9", "s%C3%A9cret-%E2%82%AC")
+
+
+def test_a_settings_repr_shows_everything_but_the_secrets() -> None:
+    settings = parse_connection(
+        host="https://api.example.com/v1?api_key=base-secret-1&tenant=acme",
+        login="user",
+        password="password-secret-2",
+        extra={
+            "headers": {"X-Auth-Token": "header-secret-3", "X-Tenant": "acme"},
+            "proxies": {"https": "http://proxy-user:proxy-secret-4@proxy.example:3128"},
+        },
+    )
+    printed = repr(settings)
+    assert "tenant=acme" in printed
+    assert "'X-Tenant': 'acme'" in printed
+    assert "proxy.example:3128" in printed
+    for secret in ("base-secret-1", "password-secret-2", "header-secret-3", "proxy-secret-4", "proxy-user"):
+        assert secret not in printed
+    assert "base-secret-1" in settings.secrets, "query secrets in the base URL are scrubbed from text too"
