@@ -16,9 +16,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from airflow_campaign_provider.exceptions import TokenError
-from airflow_campaign_provider.guardrails import check_url
 from airflow_campaign_provider.redaction import redact_url
-from airflow_campaign_provider.request import TRANSPORT_HEADERS, ApiRequest
+from airflow_campaign_provider.request import TRANSPORT_HEADERS, ApiRequest, check_connection_url
 from airflow_campaign_provider.settings import AuthSettings, ConnectionSettings
 
 _MAX_EXPIRY_SKEW = 30.0
@@ -96,7 +95,7 @@ def token_request(settings: ConnectionSettings) -> ApiRequest:
     auth = settings.auth
     url = auth.token_url or ""
     shown = redact_url(url, settings.secrets)
-    check_url(url, allow_private_hosts=settings.allow_private_hosts, display_url=shown)
+    check_connection_url(settings, url, shown)
     form = {"grant_type": "client_credentials"}
     if auth.scope:
         form["scope"] = auth.scope

@@ -119,6 +119,14 @@ def _conn_fields() -> dict[str, Any]:
             ),
             "schema": {"type": ["boolean", "null"], "default": False},
         },
+        "allow_insecure_http": {
+            "label": "Allow plain HTTP to loopback",
+            "description": (
+                "For local mocks without TLS: permits http:// to localhost, 127.0.0.0/8 or ::1 only, "
+                "and only together with Allow private hosts."
+            ),
+            "schema": {"type": ["boolean", "null"], "default": False},
+        },
         "proxies": {
             "label": "Proxies",
             "description": 'requests-style proxies, e.g. {"https": "http://proxy.example:3128"}.',

@@ -75,12 +75,15 @@ _CONTAINER_TYPES = frozenset({dict, list})
 _JSON_MEDIA_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
 
 
-def check_url(url: str, *, allow_private_hosts: bool, display_url: str | None = None) -> SplitResult:
+def check_url(
+    url: str, *, allow_private_hosts: bool, allow_insecure_http: bool = False, display_url: str | None = None
+) -> SplitResult:
     """Check the scheme and host of ``url`` before anything is sent, and return it split.
 
-    ``https://`` only, no credentials in the URL, a host that IDNA can encode and, unless
-    ``allow_private_hosts``, neither ``localhost`` nor an IP literal as the host. Errors
-    name ``display_url`` (by default ``url`` with its secrets redacted), never ``url``.
+    ``https://`` only (``http://`` only to a loopback host, with ``allow_insecure_http`` and
+    ``allow_private_hosts``, for local mocks), no credentials in the URL, a host that IDNA
+    can encode and, unless ``allow_private_hosts``, neither ``localhost`` nor an IP literal
+    as the host. Errors name ``display_url`` (by default ``url`` redacted), never ``url``.
     """
     shown = redact_url(url) if display_url is None else display_url
     try:
@@ -89,10 +92,9 @@ def check_url(url: str, *, allow_private_hosts: bool, display_url: str | None = 
     except ValueError:
         # The parser's message can quote the netloc, credentials included.
         raise InsecureUrlError("HTTPS only: cannot parse the URL (malformed host or port)", url=shown) from None
-    if parts.scheme.lower() != "https":
-        raise InsecureUrlError(
-            f"HTTPS only: the scheme is {parts.scheme or 'missing'!r}, only 'https' is allowed", url=shown
-        )
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (scheme == "http" and allow_insecure_http):
+        raise InsecureUrlError(f"HTTPS only: the scheme is {scheme or 'missing'!r}, only 'https' is allowed", url=shown)
     if not parts.hostname:
         raise InsecureUrlError("HTTPS only: the URL has no host", url=shown)
     if parts.username is not None or parts.password is not None:
@@ -101,9 +103,26 @@ def check_url(url: str, *, allow_private_hosts: bool, display_url: str | None = 
             url=shown,
         )
     host = ascii_host(parts.hostname, url=shown)
+    if scheme == "http" and not (allow_private_hosts and is_loopback_host(host)):
+        raise InsecureUrlError(
+            "HTTPS only: allow_insecure_http permits http:// only to a loopback host (localhost, 127.0.0.0/8 "
+            "or ::1), and only when allow_private_hosts is set too",
+            url=shown,
+        )
     if not allow_private_hosts:
         check_host_name(host, url=shown)
     return parts
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals: the only hosts plain HTTP may reach."""
+    name = host.lower().rstrip(".").strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def ascii_host(host: str, *, url: str) -> str:
@@ -254,7 +273,8 @@ def check_response_size(received: int, limit: int, *, url: str, declared: bool =
     if received > limit:
         how = "declares a Content-Length of" if declared else "passed"
         raise ResponseTooLargeError(
-            f"response size limit: the response {how} {received:,} bytes, the limit is {limit:,} bytes",
+            f"response size limit: the response {how} {received:,} bytes, the limit is {limit:,} bytes "
+            "(the connection's max_response_bytes)",
             url=url,
         )
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlencode, urlsplit, urlunsplit
 
 from airflow_campaign_provider.exceptions import HostNotAllowedError, PathNotAllowedError
 from airflow_campaign_provider.guardrails import (
@@ -30,6 +30,7 @@ from airflow_campaign_provider.settings import ConnectionSettings
 TRANSPORT_HEADERS = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
 """Sent with every request; the transports decode exactly these encodings."""
 
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 _ENCODED_DOT = re.compile("%2e", re.IGNORECASE)
 _SLASHES = re.compile(r"[/\\]")
 
@@ -124,24 +125,35 @@ def resolve_url(
     base = urlsplit(settings.base_url)
     target = urlsplit(endpoint)
     if target.scheme or target.netloc:
-        parts = check_url(endpoint, allow_private_hosts=settings.allow_private_hosts, display_url=shown)
+        parts = check_connection_url(settings, endpoint, shown)
         if not same_origin(parts.scheme, parts.hostname or "", parts.port, settings, url=shown):
             raise HostNotAllowedError(
                 f"host not allowed: an absolute endpoint must be on the connection's host {base.netloc!r}", url=shown
             )
+        scheme = parts.scheme.lower()
         netloc = ascii_host(parts.hostname or "", url=shown) + (f":{parts.port}" if parts.port else "")
         path, query = normalize_path(parts.path or "/", url=shown), parts.query
     else:
         joined = "/".join(p for p in (base.path.rstrip("/"), target.path.lstrip("/")) if p)
         path = normalize_path("/" + joined.lstrip("/"), url=shown)
         check_under_base_path(path, base.path, url=shown)
-        netloc = base.netloc
+        scheme, netloc = base.scheme, base.netloc
         query = "&".join(q for q in (base.query, target.query) if q)
     if params:
         query = "&".join(q for q in (query, urlencode(params, doseq=True)) if q)
-    url = urlunsplit(("https", netloc, path, query, ""))
-    check_url(url, allow_private_hosts=settings.allow_private_hosts, display_url=redact_url(url, secrets))
+    url = urlunsplit((scheme, netloc, path, query, ""))
+    check_connection_url(settings, url, redact_url(url, secrets))
     return url
+
+
+def check_connection_url(settings: ConnectionSettings, url: str, display_url: str) -> SplitResult:
+    """:func:`~.guardrails.check_url` under the connection's ``allow_private_hosts`` and ``allow_insecure_http``."""
+    return check_url(
+        url,
+        allow_private_hosts=settings.allow_private_hosts,
+        allow_insecure_http=settings.allow_insecure_http,
+        display_url=display_url,
+    )
 
 
 def same_origin(scheme: str, host: str, port: int | None, settings: ConnectionSettings, *, url: str) -> bool:
@@ -150,7 +162,7 @@ def same_origin(scheme: str, host: str, port: int | None, settings: ConnectionSe
     return (
         scheme.lower() == base.scheme
         and ascii_host(host, url=url) == settings.host
-        and (port or 443) == (base.port or 443)
+        and (port or _DEFAULT_PORTS[scheme.lower()]) == (base.port or _DEFAULT_PORTS[base.scheme])
     )
 
 

@@ -81,6 +81,7 @@ class ConnectionSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     allow_private_hosts: bool = False
     proxies: Mapping[str, str] = field(default_factory=dict)
+    allow_insecure_http: bool = False
 
     def __repr__(self) -> str:
         """Every field, with query secrets, sensitive header values and proxy credentials redacted."""
@@ -91,7 +92,7 @@ class ConnectionSettings:
             f"timeout={self.timeout!r}, max_response_bytes={self.max_response_bytes!r}, "
             f"max_retries={self.max_retries!r}, retry_statuses={sorted(self.retry_statuses)!r}, "
             f"verify={self.verify!r}, headers={headers!r}, allow_private_hosts={self.allow_private_hosts!r}, "
-            f"proxies={proxies!r})"
+            f"proxies={proxies!r}, allow_insecure_http={self.allow_insecure_http!r})"
         )
 
     @property
@@ -227,6 +228,7 @@ _EXTRAS: dict[str, Callable[[str, Any], Any]] = {
     "verify": _as_verify,
     "headers": _as_str_map,
     "allow_private_hosts": _as_bool,
+    "allow_insecure_http": _as_bool,
     "proxies": _as_str_map,
 }
 """Every extra the connection accepts, with the parser that validates it."""
@@ -326,9 +328,9 @@ def _is_latin_1(text: str) -> bool:
     return True
 
 
-def _check_url_field(name: str, url: str, allow_private_hosts: bool) -> None:
+def _check_url_field(name: str, url: str, allow_private_hosts: bool, allow_insecure_http: bool) -> None:
     try:
-        check_url(url, allow_private_hosts=allow_private_hosts)
+        check_url(url, allow_private_hosts=allow_private_hosts, allow_insecure_http=allow_insecure_http)
     except ExternalApiError as err:
         raise ConnectionConfigError(name, err.message) from None
 
@@ -345,8 +347,9 @@ def parse_connection(
     """Build validated :class:`ConnectionSettings` from a connection's fields and extras."""
     values = read_extras(extra or {})
     allow_private = values.get("allow_private_hosts", False)
+    allow_http = values.get("allow_insecure_http", False)
     base_url = _base_url(host, schema, port)
-    _check_url_field("host", base_url, allow_private)
+    _check_url_field("host", base_url, allow_private, allow_http)
 
     login = None if _unset(login) else login
     password = None if _unset(password) else password
@@ -364,7 +367,7 @@ def parse_connection(
             )
         if "token_url" not in values:
             raise ConnectionConfigError("extra.token_url", "auth_type 'oauth2_client_credentials' needs a token_url")
-        _check_url_field("extra.token_url", values["token_url"], allow_private)
+        _check_url_field("extra.token_url", values["token_url"], allow_private, allow_http)
     elif "token_url" in values or "scope" in values:
         raise ConnectionConfigError(
             "extra.token_url", "token_url and scope only apply to auth_type 'oauth2_client_credentials'"
@@ -402,4 +405,5 @@ def parse_connection(
         headers=headers,
         allow_private_hosts=allow_private,
         proxies=values.get("proxies", {}),
+        allow_insecure_http=allow_http,
     )

@@ -36,7 +36,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.utils import select_proxy
-from urllib3.connection import HTTPSConnection
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
@@ -155,8 +155,11 @@ class _FinalResponse(http.client.HTTPResponse):
         raise http.client.HTTPException(f"more than {MAX_INFORMATIONAL_RESPONSES} informational responses")
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    """An urllib3 HTTPS connection that checks resolved addresses and reports its socket to the watchdog."""
+class _GuardedHTTPConnection(HTTPConnection):
+    """An urllib3 connection that checks resolved addresses and reports its socket to the watchdog.
+
+    Plain HTTP reaches only loopback mocks (``allow_insecure_http``); the HTTPS subclass serves everything else.
+    """
 
     response_class = _FinalResponse
 
@@ -199,11 +202,19 @@ class _GuardedHTTPSConnection(HTTPSConnection):
         return super().getresponse()
 
 
+class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
+    """The guarded connection over TLS: the watchdog bounds the handshake too."""
+
+
+class _GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
 class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
-_POOL_CLASSES = {"http": HTTPConnectionPool, "https": _GuardedHTTPSConnectionPool}
+_POOL_CLASSES = {"http": _GuardedHTTPConnectionPool, "https": _GuardedHTTPSConnectionPool}
 
 
 class GuardedAdapter(HTTPAdapter):
@@ -237,7 +248,10 @@ class SyncTransport:
         session.headers.clear()
         session.verify = settings.verify
         session.proxies = dict(settings.proxies)
-        session.mount("https://", GuardedAdapter(pool_connections=pool_size, pool_maxsize=pool_size))
+        adapter = GuardedAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+        # http:// too: the guardrails let it through only to loopback mocks (allow_insecure_http).
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         self.session = session
 
     def close(self) -> None:
@@ -323,7 +337,11 @@ def _transport_error(err: Exception, shown: str, secrets: tuple[str, ...]) -> Tr
     if isinstance(err, requests.exceptions.SSLError):
         # A certificate that does not verify will not verify on the next attempt either.
         return TransportError(
-            f"transport: TLS handshake or verification failed ({detail})", url=shown, kind="TLS", retryable=False
+            f"transport: TLS handshake or verification failed ({detail}); if the API's certificate comes from "
+            "a private CA, set the connection's verify extra to that CA's bundle file",
+            url=shown,
+            kind="TLS",
+            retryable=False,
         )
     if isinstance(err, UnexpectedSwitchingProtocols) or isinstance(cause, UnexpectedSwitchingProtocols):
         return TransportError(f"transport: {detail}", url=shown, kind="protocol error", retryable=False)

@@ -361,3 +361,31 @@ def test_threads_sharing_a_hook_fetch_one_token_and_refresh_it_once(server, make
     valid.add("token-2")  # the server revokes token-1: eight concurrent calls get a 401
     assert in_threads(8) == ["token-2"] * 8
     assert len([r for r in server.requests if r.path == "/oauth/token"]) == 2, "one refresh for eight 401s"
+
+
+# allow_insecure_http: plain HTTP to a loopback mock, and nowhere else ------------------------
+
+
+def test_plain_http_reaches_a_loopback_mock_only_when_allowed(make_conn) -> None:
+    from http.server import ThreadingHTTPServer
+
+    from tests.support.scripted_server import Script
+
+    script = Script(routes={"/v1/x": [json_response(200, {"plain": True})]})
+    handler = type("Handler", (ScriptedHandler,), {"script": script})
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{plain.server_address[1]}/v1"
+        make_conn("mock", host=base, allow_insecure_http=True)
+        assert ExternalApiHook("mock").get_json("x") == {"plain": True}
+        make_conn("no_switch", host=base)
+        with pytest.raises(ConnectionConfigError, match="only 'https' is allowed"):
+            ExternalApiHook("no_switch").get_json("x")
+        make_conn("not_private", host=base, allow_insecure_http=True, allow_private_hosts=False)
+        with pytest.raises(ConnectionConfigError, match="only to a loopback host"):
+            ExternalApiHook("not_private").get_json("x")
+        assert len(script.requests) == 1
+    finally:
+        plain.shutdown()
+        plain.server_close()

@@ -123,8 +123,9 @@ def test_missing_ca_bundle_is_a_clear_error(server, make_conn) -> None:
 def test_tls_verification_is_on_by_default(server, make_conn) -> None:
     make_conn(host=f"{server.base_url}/v1", verify=True)
     server.route("/v1/x", json_response())
-    with pytest.raises(TransportError, match="TLS"):
+    with pytest.raises(TransportError, match="TLS") as info:
         ExternalApiHook().get_json("x")
+    assert "set the connection's verify extra" in str(info.value), "the error says how to fix it"
 
 
 # URL and host guardrails --------------------------------------------------------------------
@@ -195,8 +196,9 @@ def test_request_body_over_five_mib_is_refused_before_sending(hook, server) -> N
 def test_declared_content_length_over_the_limit_is_refused_before_reading(server, make_conn) -> None:
     make_conn(host=f"{server.base_url}/v1", max_response_bytes=1000)
     server.route("/v1/big", raw_body(200, b"[" + b" " * 5000 + b"]", "application/json"))
-    with pytest.raises(ResponseTooLargeError, match="declares a Content-Length of 5,002 bytes"):
+    with pytest.raises(ResponseTooLargeError, match="declares a Content-Length of 5,002 bytes") as info:
         ExternalApiHook().get_json("big")
+    assert "max_response_bytes" in str(info.value), "the error names the setting to raise"
 
 
 def test_oversize_chunked_body_is_cut_off_near_the_limit(server, make_conn) -> None:

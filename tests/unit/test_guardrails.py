@@ -241,3 +241,18 @@ def test_gc_paused_restores_the_previous_state() -> None:
 @pytest.mark.parametrize("body", [b"null", b"3", b'"text"', b"true"])
 def test_scalar_documents_parse(body: bytes) -> None:
     assert parse_json(body, "application/json", url=URL) == json.loads(body)
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8080/v1", "http://127.0.0.1/v1", "http://[::1]:9000/v1"])
+def test_plain_http_only_to_loopback_with_both_switches(url: str) -> None:
+    check_url(url, allow_private_hosts=True, allow_insecure_http=True)
+    with pytest.raises(InsecureUrlError, match="only 'https' is allowed"):
+        check_url(url, allow_private_hosts=True)
+    with pytest.raises(InsecureUrlError, match="only to a loopback host .* allow_private_hosts is set too"):
+        check_url(url, allow_private_hosts=False, allow_insecure_http=True)
+
+
+@pytest.mark.parametrize("url", ["http://api.example.com/v1", "http://10.0.0.1/v1", "http://localhost.example.com/"])
+def test_plain_http_is_never_allowed_beyond_loopback(url: str) -> None:
+    with pytest.raises(InsecureUrlError, match="only to a loopback host"):
+        check_url(url, allow_private_hosts=True, allow_insecure_http=True)
