@@ -248,7 +248,7 @@ def test_plain_http_only_to_loopback_with_both_switches(url: str) -> None:
     check_url(url, allow_private_hosts=True, allow_insecure_http=True)
     with pytest.raises(InsecureUrlError, match="only 'https' is allowed"):
         check_url(url, allow_private_hosts=True)
-    with pytest.raises(InsecureUrlError, match="only to a loopback host .* allow_private_hosts is set too"):
+    with pytest.raises(InsecureUrlError, match=r"only to a loopback host .* allow_private_hosts is set too"):
         check_url(url, allow_private_hosts=False, allow_insecure_http=True)
 
 
