@@ -185,6 +185,12 @@ class TokenError(RequestFailedError):
     rule = "OAuth2 token"
 
 
+class PaginationError(RequestFailedError):
+    """A paged fetch looped back to a page it had, or reached ``max_pages`` with more to fetch."""
+
+    rule = "pagination"
+
+
 class ResponseSchemaError(RequestFailedError):
     """The parsed response does not match ``response_schema``."""
 

@@ -99,9 +99,10 @@ class CallState:
 
     @classmethod
     def start(cls, now: float, timeout: float, *, deadline: float | None = None) -> CallState:
-        """A new call of ``timeout`` seconds from ``now``, never past an outer ``deadline``."""
-        own = now + timeout
-        return cls(deadline=own if deadline is None else min(own, deadline), timeout=timeout)
+        """A new call of ``timeout`` seconds from ``now``, never past an outer ``deadline`` (of a paged fetch)."""
+        if deadline is not None and deadline < now + timeout:
+            return cls(deadline=deadline, timeout=max(0.0, deadline - now))
+        return cls(deadline=now + timeout, timeout=timeout)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready plain data."""

@@ -560,13 +560,14 @@ class OutboundPlan:
         return MappingResult(rows=rows, rejected=len(rejected), rejected_samples=samples, records=len(records))
 
 
-def _has_template(value: Any) -> bool:
+def has_template(value: Any) -> bool:
+    """True when a value (or anything inside it) still holds Jinja: it is checked once rendered."""
     if isinstance(value, str):
         return "{{" in value or "{%" in value
     if isinstance(value, Mapping):
-        return any(_has_template(v) for v in value.values())
+        return any(has_template(v) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return any(_has_template(v) for v in value)
+        return any(has_template(v) for v in value)
     return False
 
 
@@ -609,5 +610,5 @@ def compile_outbound(spec: Mapping[str, Any] | None) -> OutboundPlan:
 
 def validate_outbound(spec: Any) -> None:
     """Check an ``outbound`` mapping at DAG parse time; one still holding Jinja is checked once rendered."""
-    if not _has_template(spec):
+    if not has_template(spec):
         compile_outbound(spec)

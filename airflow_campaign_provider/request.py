@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlencode, urlsplit, urlunsplit
 
+from airflow_campaign_provider import __version__
 from airflow_campaign_provider.exceptions import HostNotAllowedError, PathNotAllowedError
 from airflow_campaign_provider.guardrails import (
     ascii_host,
@@ -27,7 +28,11 @@ from airflow_campaign_provider.redaction import redact_url, secret_values
 from airflow_campaign_provider.retry import is_repeatable
 from airflow_campaign_provider.settings import ConnectionSettings
 
-TRANSPORT_HEADERS = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+TRANSPORT_HEADERS = {
+    "Accept": "application/json",
+    "Accept-Encoding": "gzip, deflate",
+    "User-Agent": f"airflow-campaign-provider/{__version__}",
+}
 """Sent with every request; the transports decode exactly these encodings."""
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}

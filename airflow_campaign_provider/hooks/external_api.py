@@ -10,9 +10,11 @@ The hook is a thin runner. It reads the connection into
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -29,6 +31,16 @@ from airflow_campaign_provider.exceptions import (
 )
 from airflow_campaign_provider.flow import CallState, Flow, GetToken, Send, Sleep, call_flow, token_flow
 from airflow_campaign_provider.log_scrubbing import scrubbed_log_records
+from airflow_campaign_provider.pagination import (
+    MAX_CONCURRENCY,
+    Page,
+    PageRequest,
+    Pages,
+    PaginationConfig,
+    Parallel,
+    paginate_flow,
+    parse_pagination,
+)
 from airflow_campaign_provider.request import ApiRequest, build_request, resolve_url
 from airflow_campaign_provider.response import ApiResponse, format_size
 from airflow_campaign_provider.settings import CONN_TYPE, DEFAULT_CONN_ID, ConnectionSettings, parse_connection
@@ -110,6 +122,8 @@ class ExternalApiHook(BaseHook):
 
     def close(self) -> None:
         """Close the session and its pooled connections."""
+        if "_pool" in self.__dict__:
+            self.__dict__.pop("_pool").shutdown(wait=False)
         with self._transport_lock:
             if self._transport is not None:
                 self._transport.close()
@@ -142,7 +156,7 @@ class ExternalApiHook(BaseHook):
         request = self.build(method, endpoint, params=params, json=json, headers=headers, retry=retry_non_idempotent)
         self.log.info("Invoking API URL '%s'", request.display_url)
         state = CallState.start(self.clock.now(), self.settings.timeout)
-        return self.run(call_flow(request, self.settings, state, self.clock.now, self._rng), request.secrets)
+        return self.run(call_flow(request, self.settings, state, self.clock.now, self._rng))
 
     def get_json(self, endpoint: str = "", **kwargs: Any) -> Any:
         """GET ``endpoint`` and return its parsed JSON; keyword arguments go to :meth:`request`."""
@@ -188,38 +202,95 @@ class ExternalApiHook(BaseHook):
             self._remember_secret(value)
         return request
 
-    def run(self, flow: Flow[T], secrets: tuple[str, ...] = ()) -> T:
-        """Drive a flow to its end with the sync transport: send, sleep and fetch tokens as it asks."""
-        with scrubbed_log_records((*self._secrets, *secrets)):
-            action = next(flow)
-            while True:
-                if isinstance(action, Send):
-                    reply: Any = self._send(action)
-                elif isinstance(action, Sleep):
-                    self.log.info(
-                        "Retrying API URL '%s' due to %s in %d ms, attempt %d/%d",
-                        action.display_url,
-                        action.reason,
-                        action.seconds * 1000,
-                        action.attempt,
-                        action.attempts,
-                    )
-                    self.clock.sleep(action.seconds)
-                    reply = None
-                else:
-                    reply = self._token_for(action)
-                try:
-                    action = flow.send(reply)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
+    def paginate(
+        self,
+        method: str,
+        endpoint: str = "",
+        *,
+        pagination: Mapping[str, Any] | PaginationConfig,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        records_path: str | None = None,
+    ) -> Pages:
+        """Fetch every page of a paged endpoint over this hook's one session, one page at a time.
 
-    def _send(self, action: Send) -> ApiResponse | TransportError:
+        Iterate the result for :class:`~.pagination.Page` objects (number, response, parsed
+        document, selected records); once it is exhausted, its ``summary`` says how many
+        pages were fetched and why the fetch stopped. See the README's "Pagination".
+
+        :param pagination: the ``pagination`` dict (or a parsed :class:`~.pagination.PaginationConfig`).
+        :param records_path: JSONPath of each page's records; by default the outbound mapping's
+            rules (a top-level array, or the document's only array property).
+        :raises PaginationError: a loop, or ``max_pages`` reached with more to fetch.
+        :raises RequestFailedError: a page's call failed.
+        """
+        from airflow_campaign_provider.outbound import compile_outbound
+
+        config = pagination if isinstance(pagination, PaginationConfig) else parse_pagination(pagination)
+        select = compile_outbound(None if records_path is None else {"records": records_path}).select_records
+
+        def build(page: PageRequest) -> ApiRequest:
+            return self.build(method, page.endpoint, params=page.params, json=page.json, headers=headers)
+
+        flow = paginate_flow(
+            config, PageRequest(endpoint, params, json), build, self.settings, self.clock.now, self._rng
+        )
+        return Pages(self._drive(flow, quiet=True), select, self.log)
+
+    def run(self, flow: Flow[T], *, quiet: bool = False) -> T:
+        """Drive a flow to its end with the sync transport: send, sleep and fetch tokens as it asks."""
+        steps = self._drive(flow, quiet=quiet)
         try:
-            response = self.transport.send(action.request, action.timeout, action.budget)
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        raise TypeError("a flow that yields pages runs with paginate()")
+
+    def _drive(self, flow: Generator[Any, Any, T], *, quiet: bool = False) -> Generator[Page, int, T]:
+        """Carry out every action of ``flow`` but pages, which go up to the caller (who sends back a record count)."""
+        action = next(flow)
+        while True:
+            reply: Any
+            if isinstance(action, Page):
+                reply = yield action
+            elif isinstance(action, Send):
+                reply = self._send(action, quiet)
+            elif isinstance(action, Sleep):
+                self.log.info(
+                    "Retrying API URL '%s' due to %s in %d ms, attempt %d/%d",
+                    action.display_url,
+                    action.reason,
+                    action.seconds * 1000,
+                    action.attempt,
+                    action.attempts,
+                )
+                self.clock.sleep(action.seconds)
+                reply = None
+            elif isinstance(action, Parallel):
+                reply = list(self._pool.map(lambda page_flow: self.run(page_flow, quiet=quiet), action.flows))
+            else:
+                reply = self._token_for(action)
+            try:
+                action = flow.send(reply)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    @cached_property
+    def _pool(self) -> ThreadPoolExecutor:
+        """Threads for concurrent pages; the session's connection pool has room for each."""
+        return ThreadPoolExecutor(max_workers=MAX_CONCURRENCY, thread_name_prefix="external-api-page")
+
+    def _send(self, action: Send, quiet: bool = False) -> ApiResponse | TransportError:
+        try:
+            with scrubbed_log_records((*self._secrets, *action.request.secrets)):
+                response = self.transport.send(action.request, action.timeout, action.budget)
         except TransportError as err:
             return err  # the flow decides whether to retry
+        # Token fetches log their own line; pages log at DEBUG (a line costs about 1 ms of a page's time).
         if action.request.authenticate:
-            self.log.info(
+            self.log.log(
+                logging.DEBUG if quiet else logging.INFO,
                 "Transferred %s in %d ms (HTTP %d)",
                 format_size(len(response.content)),
                 response.elapsed_ms,

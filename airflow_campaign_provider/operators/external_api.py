@@ -13,9 +13,8 @@ is checked at parse time).
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,12 +25,12 @@ from airflow_campaign_provider.exceptions import (
     ExternalApiError,
     MappingConfigError,
     RequestFailedError,
-    XComTooLargeError,
 )
 from airflow_campaign_provider.guardrails import check_headers
 from airflow_campaign_provider.inbound import build_request_body, validate_inbound
 from airflow_campaign_provider.links import ExternalApiLink
-from airflow_campaign_provider.outbound import compile_outbound, validate_outbound
+from airflow_campaign_provider.outbound import compile_outbound, has_template, validate_outbound
+from airflow_campaign_provider.pagination import parse_pagination
 from airflow_campaign_provider.redaction import secret_values
 from airflow_campaign_provider.response_schema import (
     build_validator,
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
 
     from airflow_campaign_provider.hooks.external_api import ExternalApiHook
     from airflow_campaign_provider.outbound import MappingResult, OutboundPlan
+    from airflow_campaign_provider.pagination import FetchSummary, Page, PaginationConfig
     from airflow_campaign_provider.response import ApiResponse
 
 METHODS = ("GET", "POST", "PUT", "PATCH")
@@ -61,6 +61,7 @@ class _PreparedCall:
     validator: Any
     branches: list[str]
     body: Any
+    pagination: PaginationConfig | None
     started: float
 
 
@@ -88,7 +89,10 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         downstream task is skipped. On success, the failure branch is skipped instead.
     :param xcom_max_bytes: largest serialized rows allowed in XCom without ``output_path``.
     :param output_path: ``ObjectStoragePath`` URI (``file://``, ``s3://`` ...); rows are written
-        there as JSON Lines and XCom gets ``{"path": ..., "rows": n}``. (templated)
+        there as JSON Lines, page by page, and XCom gets ``{"path": ..., "rows": n}``. (templated)
+    :param pagination: fetch every page of a paged endpoint: ``{"type": "link_header"}``, ``json_link``,
+        ``cursor``, ``header_cursor``, ``offset`` or ``page_number`` with their keys, and the stop
+        rules and limits (see the README's "Pagination"). (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -100,8 +104,10 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         "inbound",
         "outbound",
         "output_path",
+        "pagination",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
+        "pagination": "json",
         "body": "json",
         "query_params": "json",
         "headers": "json",
@@ -128,6 +134,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         failure_branch: str | Sequence[str] | None = None,
         xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES,
         output_path: str | None = None,
+        pagination: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -143,6 +150,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         self.failure_branch = failure_branch
         self.xcom_max_bytes = xcom_max_bytes
         self.output_path = output_path
+        self.pagination = pagination
         self.called_url: str | None = None
         self._hook: ExternalApiHook | None = None
         self._check_arguments()
@@ -166,6 +174,8 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             validate_inbound(self.inbound)
         validate_outbound(self.outbound)
         check_schema_argument(self.response_schema)
+        if self.pagination is not None and not has_template(self.pagination):
+            parse_pagination(self.pagination)
         if self.headers is not None:
             if not isinstance(self.headers, Mapping):
                 raise MappingConfigError("headers", "expected an object of header names and values")
@@ -217,10 +227,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         hook = self._get_hook()
         try:
             with hook:
-                response = hook.request(
-                    self.method, self.endpoint, params=self.query_params, json=call.body, headers=self.headers
-                )
-                return self._finish(context, call, response)
+                return self._finish(context, call, self._fetch(hook, call))
         except RequestFailedError as err:
             return self._request_failed(context, err, call.branches)
 
@@ -235,35 +242,80 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         for name, value in (("query_params", self.query_params), ("headers", self.headers)):
             if value is not None and not isinstance(value, Mapping):
                 raise MappingConfigError(name, f"expected an object once rendered, got {type(value).__name__}")
+        pagination = None if self.pagination is None else parse_pagination(self.pagination)
         body = build_request_body(self.inbound) if self.inbound is not None else self.body
-        return _PreparedCall(plan, validator, branches, body, self._get_hook().clock.now())
+        return _PreparedCall(plan, validator, branches, body, pagination, self._get_hook().clock.now())
 
-    def _finish(self, context: Context, call: _PreparedCall, response: ApiResponse) -> Any:
-        """Parse, validate and map a response, then push the rows and the summary (nothing if anything fails)."""
+    def _fetch(self, hook: ExternalApiHook, call: _PreparedCall) -> Iterable[Page]:
+        """The pages to map: one unparsed page for a single call, or every page of a paged fetch."""
+        from airflow_campaign_provider.pagination import Page
+
+        if call.pagination is None:
+            params, headers = self.query_params, self.headers
+            return [
+                Page(1, hook.request(self.method, self.endpoint, params=params, json=call.body, headers=headers), None)
+            ]
+        return hook.paginate(
+            self.method,
+            self.endpoint,
+            pagination=call.pagination,
+            params=self.query_params,
+            json=call.body,
+            headers=self.headers,
+            records_path=(self.outbound or {}).get("records"),
+        )
+
+    def _finish(self, context: Context, call: _PreparedCall, pages: Iterable[Page]) -> Any:
+        """Parse, validate and map every page into the output, then push the rows and the summary.
+
+        Nothing is pushed if anything fails, and a partly written ``output_path`` file is removed.
+        """
         from airflow_campaign_provider.json_body import gc_paused
+        from airflow_campaign_provider.outbound import MappingResult
+        from airflow_campaign_provider.output import RowSink
 
-        self.called_url = response.display_url
-        # Parsing and mapping create many objects and no cycles: keep the collector out.
-        with gc_paused():
-            document = response.json()
-            if call.validator is not None:
-                validate_response(call.validator, document, url=response.display_url)
-            result = call.plan.map(document)
+        sink = RowSink(self.output_path, self.xcom_max_bytes)
+        total = MappingResult(rows=[])
+        responses: list[ApiResponse] = []
+        received = 0
+        cap = call.pagination.max_records if call.pagination is not None else None
+        try:
+            for page in pages:
+                response = page.response
+                self.called_url = self.called_url or response.display_url
+                responses[1:] = [response]  # keep the first and the latest
+                received += len(response.content)
+                # Parsing and mapping create many objects and no cycles: keep the collector out.
+                with gc_paused():
+                    document = response.json() if page.document is None else page.document
+                    if call.validator is not None:
+                        validate_response(call.validator, document, url=response.display_url)
+                    result = call.plan.map(document)
+                rows = result.rows if cap is None else result.rows[: max(0, cap - sink.count)]
+                sink.add(rows)
+                total.extend(replace(result, rows=[]))
+            value = sink.value()
+        except BaseException:
+            sink.discard()
+            raise
         elapsed_ms = round((self._get_hook().clock.now() - call.started) * 1000)
-        self._log_mapping(result)
-        value = self._output(result.rows)
+        summary: FetchSummary | None = getattr(pages, "summary", None)
+        self._log_mapping(sink.count, total)
         ti = context["ti"]
         ti.xcom_push(
             key="summary",
             value={
-                "url": response.display_url,
+                "url": responses[0].display_url,
                 "method": self.method,
-                "status": response.status_code,
-                "rows": len(result.rows),
-                "rejected": result.rejected,
-                "bytes": len(response.content),
+                "status": responses[-1].status_code,
+                "rows": sink.count,
+                "rejected": total.rejected,
+                "bytes": received,
                 "elapsed_ms": elapsed_ms,
-                "rejected_samples": result.rejected_samples,
+                "rejected_samples": total.rejected_samples,
+                "pages": summary.pages if summary else 1,
+                "truncated": summary.truncated if summary else False,
+                "stopped_by": summary.stopped_by if summary else None,
             },
         )
         if not call.branches:
@@ -294,33 +346,11 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         self.do_branch(context, branches)
         return None
 
-    def _log_mapping(self, result: MappingResult) -> None:
-        line = f"Mapped {len(result.rows):,} rows, rejected {result.rejected:,}"
+    def _log_mapping(self, rows: int, result: MappingResult) -> None:
+        line = f"Mapped {rows:,} rows, rejected {result.rejected:,}"
         if result.rejected_samples:
             reasons = "; ".join(
                 f"record {s['index']} column {s['column']!r}: {s['reason']}" for s in result.rejected_samples[:3]
             )
             line += f" (first reasons: {reasons})"
         self.log.info("%s", line)
-
-    def _output(self, rows: list[dict[str, Any]]) -> Any:
-        """Rows for XCom, bounded by ``xcom_max_bytes``, or written to ``output_path`` as JSON Lines."""
-        if self.output_path:
-            from airflow.sdk import ObjectStoragePath
-
-            path = ObjectStoragePath(self.output_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", encoding="utf-8") as out:  # type: ignore[no-untyped-call]
-                for row in rows:
-                    out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
-            self.log.info("Wrote %s rows to %s", f"{len(rows):,}", path)
-            return {"path": str(path), "rows": len(rows)}
-        size = len(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
-        if size > self.xcom_max_bytes:
-            raise XComTooLargeError(
-                f"XCom size limit: the {len(rows):,} mapped rows serialize to {size:,} bytes, over "
-                f"xcom_max_bytes={self.xcom_max_bytes:,}. Set output_path (for example "
-                "'file:///data/{{ run_id }}.jsonl' or an s3:// URI) to write them to object storage, "
-                "or raise xcom_max_bytes."
-            )
-        return rows

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_campaign_provider.flow import Flow, GetToken, Send, Sleep
+from airflow_campaign_provider.exceptions import DeadlineExceededError
+from airflow_campaign_provider.flow import GetToken, Send, Sleep
+from airflow_campaign_provider.pagination import Page, Parallel
 from airflow_campaign_provider.response import ApiResponse, Headers
 
 START = 1_800_000_000.0  # 2027-01-15, an epoch time with nothing special about it
@@ -56,23 +58,27 @@ class Run:
     sends: list[Send] = field(default_factory=list)
     sleeps: list[Sleep] = field(default_factory=list)
     tokens: list[GetToken] = field(default_factory=list)
+    pages: list[Page] = field(default_factory=list)
+    parallel: list[int] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     result: Any = None
 
 
 def drive(
-    flow: Flow[Any],
+    flow: Generator[Any, Any, Any],
     clock: FakeClock,
     outcomes: Iterable[Outcome],
     *,
     tokens: Iterable[str] = (),
     send_seconds: float = 0.0,
     run: Run | None = None,
+    count: Callable[[Any], int] = len,
 ) -> Run:
     """Run ``flow`` to its end; each send takes ``send_seconds`` on the fake clock and gets the next outcome.
 
-    An outcome that is a callable gets the ``Send`` and returns the reply. The flow's
-    exception propagates; ``run`` (when given) still holds what happened before it.
+    An outcome that is a callable gets the ``Send`` and returns the reply. A ``Page`` is
+    answered with ``count(document)``; a ``Parallel`` batch runs its flows one by one.
+    The flow's exception propagates; ``run`` (when given) still holds what happened before it.
     """
     run = run if run is not None else Run()
     outcomes = iter(outcomes)
@@ -83,9 +89,24 @@ def drive(
         if isinstance(action, Send):
             run.sends.append(action)
             run.events.append(f"send {action.request.method} {action.request.url}")
+            if send_seconds > action.timeout:
+                clock.sleep(action.timeout)  # the transport's watchdog ends the attempt at the deadline
+                raise DeadlineExceededError(f"timeout: no complete response within the {action.budget:g} s deadline")
             clock.sleep(send_seconds)
             outcome = next(outcomes)
             reply = outcome(action) if callable(outcome) else outcome
+        elif isinstance(action, Page):
+            run.pages.append(action)
+            run.events.append(f"page {action.number}")
+            reply = count(action.document)
+        elif isinstance(action, Parallel):
+            run.parallel.append(len(action.flows))
+            reply = []
+            for sub in action.flows:
+                sub_run = drive(sub, clock, outcomes, tokens=tokens, send_seconds=send_seconds)
+                run.sends.extend(sub_run.sends)
+                run.sleeps.extend(sub_run.sleeps)
+                reply.append(sub_run.result)
         elif isinstance(action, Sleep):
             run.sleeps.append(action)
             run.events.append(f"sleep {action.seconds:g}")

@@ -50,6 +50,7 @@ class Script:
 
 class ScriptedHandler(JsonRequestHandler):
     script: Script
+    body: bytes = b""
 
     def setup(self) -> None:
         super().setup()
@@ -58,7 +59,7 @@ class ScriptedHandler(JsonRequestHandler):
 
     def _dispatch(self) -> None:
         parts = urlsplit(self.path)
-        body = self.read_body()
+        self.body = body = self.read_body()
         self.script.requests.append(
             Recorded(self.command, parts.path, parse_qs(parts.query), dict(self.headers.items()), body)
         )

@@ -57,6 +57,8 @@ def test_inbound_implies_post_and_an_xcomarg_sets_the_dependency() -> None:
         ({"failure_branch": "api"}, "failure_branch"),
         ({"xcom_max_bytes": 0}, "xcom_max_bytes"),
         ({"endpoint": 5}, "endpoint"),
+        ({"pagination": {"type": "cursor", "cursor_param": "after"}}, "pagination.cursor_path"),
+        ({"pagination": {"type": "link_header", "max_pages": 0}}, "pagination.max_pages"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time_naming_the_argument(kwargs: dict[str, Any], field: str) -> None:
@@ -65,8 +67,9 @@ def test_bad_arguments_fail_at_parse_time_naming_the_argument(kwargs: dict[str, 
     assert info.value.field == field
 
 
-def test_templated_outbound_is_checked_once_rendered() -> None:
+def test_templated_outbound_and_pagination_are_checked_once_rendered() -> None:
     make(outbound={"records": "{{ params.records_path }}"})
+    make(pagination={"type": "link_header", "max_pages": "{{ params.max_pages }}"})
 
 
 def test_ui_metadata() -> None:
@@ -76,6 +79,7 @@ def test_ui_metadata() -> None:
         "headers",
         "inbound",
         "outbound",
+        "pagination",
     }
     assert set(ExternalApiOperator.template_fields_renderers) <= set(ExternalApiOperator.template_fields)
     assert ExternalApiOperator.ui_color.startswith("#")
