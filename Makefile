@@ -38,9 +38,10 @@ ui-deps:
 ui: venv
 	$(BIN)/python -m airflow_campaign_provider.demo.ui --dags-folder dags --airflow-home .ui/airflow --state-dir .ui/demo
 
-# Side by side with HttpHook and plain requests, in one run (about 2 minutes).
+# Side by side with HttpHook, HttpOperator and plain requests, in one run each (about 3 minutes).
 bench: venv
 	$(BIN)/python -m tests.benchmarks.bench_external_api
+	$(BIN)/python -m tests.benchmarks.bench_pagination
 
 # The sample DAGs end to end, against the local campaign API and SMTP server.
 demo: venv

@@ -21,7 +21,10 @@ connections deep inside ``requests`` where no argument reaches.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import http.client
+import itertools
+import os
 import re
 import socket
 import threading
@@ -87,23 +90,22 @@ class CallGuard:
         self.check_addresses = check_addresses
         self.url = url
         self.expired = False
+        self.finished = False
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._expire)
-        self._timer.daemon = True
         self._token: Token[CallGuard | None] | None = None
 
     def __enter__(self) -> CallGuard:
         self._token = _ACTIVE_GUARD.set(self)
-        self._timer.start()
+        _WATCHDOG.watch(self)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._timer.cancel()
         with self._lock:
-            # A timer already firing must not shut a socket that goes back to the pool.
+            # A watchdog already firing must not shut a socket that goes back to the pool.
+            self.finished = True
             self._sock = None
         if self._token is not None:
             _ACTIVE_GUARD.reset(self._token)
@@ -124,10 +126,12 @@ class CallGuard:
             if self.expired:
                 self._shutdown()
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The deadline passed: shut the watched socket down (the watchdog calls this)."""
         with self._lock:
-            self.expired = True
-            self._shutdown()
+            if not self.finished:
+                self.expired = True
+                self._shutdown()
 
     def _shutdown(self) -> None:
         if self._sock is not None:
@@ -135,6 +139,56 @@ class CallGuard:
             # SSL object under the feet of the reading thread.
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread per process expires every guard at its deadline.
+
+    A timer thread per attempt cost about half a millisecond to start, more than a
+    keep-alive request over loopback takes; this one thread sleeps until the earliest
+    deadline. Finished guards are dropped as they reach the top of the heap.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a forked worker gets a thread of its own
+
+    def _reset(self) -> None:
+        self._wakeup = threading.Condition()
+        self._heap: list[tuple[float, int, CallGuard]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, guard: CallGuard) -> None:
+        with self._wakeup:
+            heapq.heappush(self._heap, (guard.deadline, next(self._order), guard))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="external-api-watchdog", daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is guard:
+                self._wakeup.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                due = self._next_due()
+            due.expire()
+
+    def _next_due(self) -> CallGuard:
+        """Wait (holding the condition) until a guard still running reaches its deadline, and pop it."""
+        while True:
+            while self._heap and self._heap[0][2].finished:
+                heapq.heappop(self._heap)
+            if not self._heap:
+                self._wakeup.wait()
+                continue
+            wait = self._heap[0][0] - time.monotonic()
+            if wait <= 0:
+                return heapq.heappop(self._heap)[2]
+            self._wakeup.wait(wait)
+
+
+_WATCHDOG = _Watchdog()
 
 
 class UnexpectedSwitchingProtocols(http.client.HTTPException):
