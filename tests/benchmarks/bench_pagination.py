@@ -194,7 +194,8 @@ def report(results: dict[str, Any], memory: dict[str, Any]) -> str:
     one, four = results["latency"]["concurrency 1"], results["latency"]["concurrency 4"]
     lines += [
         "",
-        f"| {PAGES} pages, {LATENCY * 1000:.0f} ms server latency a page, operator core | median ms | vs concurrency 1 |",
+        f"| {PAGES} pages, {LATENCY * 1000:.0f} ms server latency a page, operator core "
+        "| median ms | vs concurrency 1 |",
         "|---|---:|---:|",
         f"| concurrency 1 | {one:.0f} | 1.00x |",
         f"| concurrency 4 | {four:.0f} | {four / one:.2f}x |",
