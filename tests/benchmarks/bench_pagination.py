@@ -84,7 +84,7 @@ def http_operator() -> list[Any]:
         response_filter=lambda responses: [r for response in responses for r in response.json()["data"]],
         log_response=False,
     )
-    records: list[Any] = operator.execute(context={})  # type: ignore[arg-type]
+    records: list[Any] = operator.execute(context={})
     return records
 
 
