@@ -14,6 +14,8 @@ excerpts are scrubbed by the caller.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExternalApiError(Exception):
     """Base class of every error raised by this provider.
@@ -191,6 +193,12 @@ class PaginationError(RequestFailedError):
     rule = "pagination"
 
 
+class JobFailedError(RequestFailedError):
+    """An async job ended with a ``failed`` status, or its final status lacks the result URL."""
+
+    rule = "job failed"
+
+
 class ResponseSchemaError(RequestFailedError):
     """The parsed response does not match ``response_schema``."""
 
@@ -201,3 +209,17 @@ class ResponseMappingError(RequestFailedError):
     """The response does not have the shape the outbound mapping needs, or breaks a flatten limit."""
 
     rule = "outbound mapping"
+
+
+def error_from_payload(payload: dict[str, Any]) -> ExternalApiError:
+    """Rebuild a typed error from its plain form (``type``, ``message``, ``url``, ``status``), e.g. a trigger event.
+
+    A request failure comes back as its own class, so the failure branch applies as it would
+    on the worker; anything else comes back as an :class:`ExternalApiError`.
+    """
+    kind = globals().get(str(payload.get("type")))
+    message = str(payload.get("message") or "the trigger failed")
+    url, status = payload.get("url"), payload.get("status")
+    if isinstance(kind, type) and issubclass(kind, RequestFailedError):
+        return kind(message, url=url, status=status)
+    return ExternalApiError(f"{payload.get('type', 'error')}: {message}", url=url, status=status)

@@ -135,13 +135,16 @@ def call_flow(
     state: CallState,
     now: Clock,
     rng: random.Random,
+    *,
+    accept: frozenset[int] = frozenset(),
 ) -> Flow[ApiResponse]:
     """Run one call, from its first attempt to its final response; see the module docstring.
 
     Retried: transport failures (unless the request may have been processed and is not
     safe to repeat) and the connection's ``retry_statuses``, after ``Retry-After`` or an
     exponential backoff with jitter, never past the deadline. A 3xx is never followed.
-    With OAuth2, a 401 refreshes the token once, outside the retry budget.
+    With OAuth2, a 401 refreshes the token once, outside the retry budget. Statuses in
+    ``accept`` are returned as they are (a job poll treats a 429 as a longer wait).
 
     :raises RequestFailedError: the typed error of the failure that ended the call.
     """
@@ -171,6 +174,12 @@ def call_flow(
                     url=request.display_url,
                     status=status,
                 )
+            if status < 200:
+                raise TransportError(
+                    f"transport: HTTP {status} is not a final response", url=request.display_url, retryable=False
+                )
+            if status in accept:
+                return response
             if status == 401 and oauth and not state.refreshed:
                 state.refreshed = True
                 token = yield GetToken(stale=token, deadline=state.deadline, refresh=True)

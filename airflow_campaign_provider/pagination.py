@@ -21,6 +21,7 @@ from urllib.parse import urljoin
 
 from airflow_campaign_provider.exceptions import MappingConfigError, PaginationError
 from airflow_campaign_provider.flow import Action, CallState, Clock, Flow, call_flow
+from airflow_campaign_provider.jsonpaths import singular_path
 from airflow_campaign_provider.request import ApiRequest
 from airflow_campaign_provider.response import ApiResponse
 from airflow_campaign_provider.settings import ConnectionSettings
@@ -142,18 +143,7 @@ def _choice(spec: Mapping[str, Any], key: str, choices: tuple[str, ...], default
 
 def _singular_path(options: Mapping[str, Any], key: str) -> Any:
     """A compiled singular JSONPath (one value per page: a link, a cursor, a total)."""
-    import jsonpath_rfc9535
-
-    path = options[key]
-    if not isinstance(path, str) or not path.startswith("$"):
-        raise MappingConfigError(f"pagination.{key}", f"expected a JSONPath such as '$.meta.{key[:-5]}', got {path!r}")
-    try:
-        query = jsonpath_rfc9535.compile(path)
-    except jsonpath_rfc9535.JSONPathError as err:
-        raise MappingConfigError(f"pagination.{key}", f"invalid JSONPath {path!r}: {err}") from None
-    if not query.singular_query():
-        raise MappingConfigError(f"pagination.{key}", f"{path!r} must select one value (no wildcards or filters)")
-    return query
+    return singular_path(options[key], f"pagination.{key}")
 
 
 def _name(options: Mapping[str, Any], key: str, default: str | None = None) -> str:
@@ -164,8 +154,8 @@ def _name(options: Mapping[str, Any], key: str, default: str | None = None) -> s
 
 
 def _read(query: Any, document: Any) -> Any:
-    """The value at a singular path, None when absent."""
-    node = query.find_one(document) if query is not None else None
+    """The value at a compiled singular path, None when absent."""
+    node = query.find_one(document)
     return None if node is None else node.value
 
 

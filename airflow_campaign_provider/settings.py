@@ -407,3 +407,15 @@ def parse_connection(
         proxies=values.get("proxies", {}),
         allow_insecure_http=allow_http,
     )
+
+
+def settings_of(conn: Any) -> ConnectionSettings:
+    """:func:`parse_connection` of an Airflow ``Connection`` (anything with its fields and ``extra_dejson``)."""
+    return parse_connection(
+        host=conn.host,
+        login=conn.login,
+        password=conn.password,
+        schema=conn.schema,
+        port=conn.port,
+        extra=conn.extra_dejson,
+    )

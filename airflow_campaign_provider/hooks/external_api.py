@@ -29,7 +29,8 @@ from airflow_campaign_provider.exceptions import (
     HttpStatusError,
     TransportError,
 )
-from airflow_campaign_provider.flow import CallState, Flow, GetToken, Send, Sleep, call_flow, token_flow
+from airflow_campaign_provider.flow import CallState, GetToken, Send, Sleep, call_flow, token_flow
+from airflow_campaign_provider.jobs import PollWait
 from airflow_campaign_provider.log_scrubbing import scrubbed_log_records
 from airflow_campaign_provider.pagination import (
     MAX_CONCURRENCY,
@@ -43,12 +44,20 @@ from airflow_campaign_provider.pagination import (
 )
 from airflow_campaign_provider.request import ApiRequest, build_request, resolve_url
 from airflow_campaign_provider.response import ApiResponse, format_size
-from airflow_campaign_provider.settings import CONN_TYPE, DEFAULT_CONN_ID, ConnectionSettings, parse_connection
+from airflow_campaign_provider.settings import CONN_TYPE, DEFAULT_CONN_ID, ConnectionSettings, settings_of
 from airflow_campaign_provider.transport import SyncTransport, SystemClock
 
-__all__ = ["ApiResponse", "ExternalApiHook"]
+__all__ = ["ApiResponse", "ExternalApiHook", "WaitTooLong"]
 
 T = TypeVar("T")
+
+
+class WaitTooLong(Exception):
+    """A flow asked to wait longer than the runner's ``wait_limit``; its state is kept for a deferred resume."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"a wait of {seconds:.0f} s")
+        self.seconds = seconds
 
 
 class ExternalApiHook(BaseHook):
@@ -90,15 +99,7 @@ class ExternalApiHook(BaseHook):
     @cached_property
     def settings(self) -> ConnectionSettings:
         """The connection, read once and validated; its secrets are registered with Airflow's masker."""
-        conn = self.get_connection(self.conn_id)
-        settings = parse_connection(
-            host=conn.host,
-            login=conn.login,
-            password=conn.password,
-            schema=conn.schema,
-            port=conn.port,
-            extra=conn.extra_dejson,
-        )
+        settings = settings_of(self.get_connection(self.conn_id))
         for secret in settings.secrets:
             mask_secret(secret)
         return settings
@@ -142,6 +143,8 @@ class ExternalApiHook(BaseHook):
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         retry_non_idempotent: bool = False,
+        state: CallState | None = None,
+        wait_limit: float | None = None,
     ) -> ApiResponse:
         """Call the API and return the fully read response.
 
@@ -151,12 +154,15 @@ class ExternalApiHook(BaseHook):
         :param json: JSON request body (at most 5 MiB serialized).
         :param headers: extra request headers; names must be RFC 9110 tokens, values free of CR/LF.
         :param retry_non_idempotent: also retry POST and PATCH after the request may have been sent.
+        :param state: where the call stands, to resume one (attempt count and deadline); a new call by default.
+        :param wait_limit: see :meth:`run`.
         :raises RequestFailedError: a guardrail, timeout, transport or HTTP error (see the README).
+        :raises WaitTooLong: a wait longer than ``wait_limit``; ``state`` holds the call's progress.
         """
         request = self.build(method, endpoint, params=params, json=json, headers=headers, retry=retry_non_idempotent)
         self.log.info("Invoking API URL '%s'", request.display_url)
-        state = CallState.start(self.clock.now(), self.settings.timeout)
-        return self.run(call_flow(request, self.settings, state, self.clock.now, self._rng))
+        state = state or CallState.start(self.clock.now(), self.settings.timeout)
+        return self.run(call_flow(request, self.settings, state, self.clock.now, self._rng), wait_limit=wait_limit)
 
     def get_json(self, endpoint: str = "", **kwargs: Any) -> Any:
         """GET ``endpoint`` and return its parsed JSON; keyword arguments go to :meth:`request`."""
@@ -238,24 +244,35 @@ class ExternalApiHook(BaseHook):
         )
         return Pages(self._drive(flow, quiet=True), select, self.log)
 
-    def run(self, flow: Flow[T], *, quiet: bool = False) -> T:
-        """Drive a flow to its end with the sync transport: send, sleep and fetch tokens as it asks."""
-        steps = self._drive(flow, quiet=quiet)
+    def run(self, flow: Generator[Any, Any, T], *, quiet: bool = False, wait_limit: float | None = None) -> T:
+        """Drive a flow to its end with the sync transport: send, sleep and fetch tokens as it asks.
+
+        :param wait_limit: longest wait to sleep through; a longer one raises :class:`WaitTooLong`
+            before sleeping, with the flow's state as it is, so that a deferrable task can defer.
+        """
+        steps = self._drive(flow, quiet=quiet, wait_limit=wait_limit)
         try:
             next(steps)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         raise TypeError("a flow that yields pages runs with paginate()")
 
-    def _drive(self, flow: Generator[Any, Any, T], *, quiet: bool = False) -> Generator[Page, int, T]:
+    def _drive(
+        self, flow: Generator[Any, Any, T], *, quiet: bool = False, wait_limit: float | None = None
+    ) -> Generator[Page, int, T]:
         """Carry out every action of ``flow`` but pages, which go up to the caller (who sends back a record count)."""
         action = next(flow)
         while True:
-            reply: Any
+            reply: Any = None
+            if isinstance(action, (Sleep, PollWait)) and wait_limit is not None and action.seconds > wait_limit:
+                raise WaitTooLong(action.seconds)
             if isinstance(action, Page):
                 reply = yield action
             elif isinstance(action, Send):
                 reply = self._send(action, quiet)
+            elif isinstance(action, PollWait):
+                self.log.info("Job status %r: polling again in %.0f s", action.status, action.seconds)
+                self.clock.sleep(action.seconds)
             elif isinstance(action, Sleep):
                 self.log.info(
                     "Retrying API URL '%s' due to %s in %d ms, attempt %d/%d",
@@ -266,7 +283,6 @@ class ExternalApiHook(BaseHook):
                     action.attempts,
                 )
                 self.clock.sleep(action.seconds)
-                reply = None
             elif isinstance(action, Parallel):
                 reply = list(self._pool.map(lambda page_flow: self.run(page_flow, quiet=quiet), action.flows))
             else:

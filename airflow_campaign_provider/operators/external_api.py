@@ -13,24 +13,30 @@ is checked at parse time).
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.bases.branch import BranchMixIn
+from airflow.sdk.configuration import conf
 
 from airflow_campaign_provider.exceptions import (
     ExternalApiError,
+    JobFailedError,
     MappingConfigError,
     RequestFailedError,
+    error_from_payload,
 )
 from airflow_campaign_provider.guardrails import check_headers
 from airflow_campaign_provider.inbound import build_request_body, validate_inbound
+from airflow_campaign_provider.jobs import IDEMPOTENCY_KEY_HEADER, idempotency_key, parse_job
 from airflow_campaign_provider.links import ExternalApiLink
 from airflow_campaign_provider.outbound import compile_outbound, has_template, validate_outbound
-from airflow_campaign_provider.pagination import parse_pagination
+from airflow_campaign_provider.pagination import Page, parse_pagination
 from airflow_campaign_provider.redaction import secret_values
 from airflow_campaign_provider.response_schema import (
     build_validator,
@@ -45,12 +51,17 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_campaign_provider.hooks.external_api import ExternalApiHook
+    from airflow_campaign_provider.jobs import JobConfig
     from airflow_campaign_provider.outbound import MappingResult, OutboundPlan
-    from airflow_campaign_provider.pagination import FetchSummary, Page, PaginationConfig
+    from airflow_campaign_provider.pagination import FetchSummary, PaginationConfig
     from airflow_campaign_provider.response import ApiResponse
 
 METHODS = ("GET", "POST", "PUT", "PATCH")
 DEFAULT_XCOM_MAX_BYTES = 1024 * 1024
+DEFER_LONGER_THAN = 30.0
+"""With ``deferrable``, a wait longer than this is spent deferred rather than asleep on a worker."""
+DEFER_GRACE = 60.0
+"""Seconds a deferred job poll may outlive ``job.timeout`` before Airflow times the deferral out."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +72,20 @@ class _PreparedCall:
     validator: Any
     branches: list[str]
     body: Any
+    headers: dict[str, str]
     pagination: PaginationConfig | None
+    job: JobConfig | None
     started: float
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """Where a resumed task picks up: a call's state after a long wait, or a job polled to its end."""
+
+    phase: str = "start"
+    call_state: dict[str, Any] | None = None
+    status_url: str | None = None
+    job_state: dict[str, Any] | None = None
 
 
 class ExternalApiOperator(BaseOperator, BranchMixIn):
@@ -93,6 +116,13 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
     :param pagination: fetch every page of a paged endpoint: ``{"type": "link_header"}``, ``json_link``,
         ``cursor``, ``header_cursor``, ``offset`` or ``page_number`` with their keys, and the stop
         rules and limits (see the README's "Pagination"). (templated)
+    :param job: the request creates an async job: poll its status URL until done, then fetch its
+        result (``status_url``, ``status_path``, ``done``, ``failed``, ``result_url``, ``poll_interval``,
+        ``timeout``; see the README's "Deferrable mode and async jobs"). (templated)
+    :param deferrable: wait in the triggerer instead of on a worker: job polls, and any wait longer
+        than 30 s (a long ``Retry-After``). Defaults to ``[operators] default_deferrable``.
+    :param idempotency_key: send ``Idempotency-Key`` with POST and PATCH, the same on every try of the
+        task instance; the request may then be retried even after it was sent.
     """
 
     template_fields: Sequence[str] = (
@@ -105,9 +135,11 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         "outbound",
         "output_path",
         "pagination",
+        "job",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "pagination": "json",
+        "job": "json",
         "body": "json",
         "query_params": "json",
         "headers": "json",
@@ -135,6 +167,9 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES,
         output_path: str | None = None,
         pagination: Mapping[str, Any] | None = None,
+        job: Mapping[str, Any] | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        idempotency_key: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -151,7 +186,11 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         self.xcom_max_bytes = xcom_max_bytes
         self.output_path = output_path
         self.pagination = pagination
+        self.job = job
+        self.deferrable = deferrable
+        self.idempotency_key = idempotency_key
         self.called_url: str | None = None
+        self._job_summary: dict[str, Any] = {}
         self._hook: ExternalApiHook | None = None
         self._check_arguments()
 
@@ -176,6 +215,11 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         check_schema_argument(self.response_schema)
         if self.pagination is not None and not has_template(self.pagination):
             parse_pagination(self.pagination)
+        if self.job is not None and not has_template(self.job):
+            parse_job(self.job)
+        for name in ("deferrable", "idempotency_key"):
+            if not isinstance(getattr(self, name), bool):
+                raise MappingConfigError(name, "expected true or false")
         if self.headers is not None:
             if not isinstance(self.headers, Mapping):
                 raise MappingConfigError("headers", "expected an object of header names and values")
@@ -223,15 +267,35 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             mask_secret(value)
 
     def execute(self, context: Context) -> Any:
-        call = self._prepare()
+        return self._run(context, _Resume())
+
+    def execute_resume(self, context: Context, event: Any = None, **resume: Any) -> Any:
+        """Go on after a long wait spent deferred: the call resumes with its attempt count and deadline."""
+        return self._run(context, _Resume(**resume))
+
+    def execute_complete(self, context: Context, event: dict[str, Any], status_url: str) -> Any:
+        """Go on after the trigger polled the job to its end: fetch and map the result, or fail."""
+        if event.get("status") != "done":
+            err = error_from_payload(event.get("error") or {})
+            if not isinstance(err, RequestFailedError):
+                raise err
+            return self._request_failed(context, err, self._failure_branches())
+        return self._run(context, _Resume(phase="polled", status_url=status_url, job_state=event["job"]))
+
+    def _run(self, context: Context, resume: _Resume) -> Any:
+        call = self._prepare(context)
         hook = self._get_hook()
         try:
             with hook:
-                return self._finish(context, call, self._fetch(hook, call))
+                if call.job is None:
+                    pages = self._fetch(hook, call, resume)
+                else:
+                    pages = self._job_result(context, hook, call, resume)
+                return self._finish(context, call, pages)
         except RequestFailedError as err:
             return self._request_failed(context, err, call.branches)
 
-    def _prepare(self) -> _PreparedCall:
+    def _prepare(self, context: Context) -> _PreparedCall:
         """Everything a call needs that can be checked before sending: a resumed task prepares again."""
         plan = compile_outbound(self.outbound)
         validator = self._schema_validator()
@@ -242,27 +306,115 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         for name, value in (("query_params", self.query_params), ("headers", self.headers)):
             if value is not None and not isinstance(value, Mapping):
                 raise MappingConfigError(name, f"expected an object once rendered, got {type(value).__name__}")
-        pagination = None if self.pagination is None else parse_pagination(self.pagination)
-        body = build_request_body(self.inbound) if self.inbound is not None else self.body
-        return _PreparedCall(plan, validator, branches, body, pagination, self._get_hook().clock.now())
+        headers = dict(self.headers or {})
+        if self.idempotency_key and self.method in ("POST", "PATCH"):
+            ti = context["ti"]
+            map_index = ti.map_index if ti.map_index is not None else -1
+            headers[IDEMPOTENCY_KEY_HEADER] = idempotency_key(ti.dag_id, ti.run_id, ti.task_id, map_index)
+        return _PreparedCall(
+            plan=plan,
+            validator=validator,
+            branches=branches,
+            body=build_request_body(self.inbound) if self.inbound is not None else self.body,
+            headers=headers,
+            pagination=None if self.pagination is None else parse_pagination(self.pagination),
+            job=None if self.job is None else parse_job(self.job),
+            started=self._get_hook().clock.now(),
+        )
 
-    def _fetch(self, hook: ExternalApiHook, call: _PreparedCall) -> Iterable[Page]:
+    def _fetch(self, hook: ExternalApiHook, call: _PreparedCall, resume: _Resume) -> Iterable[Page]:
         """The pages to map: one unparsed page for a single call, or every page of a paged fetch."""
-        from airflow_campaign_provider.pagination import Page
-
         if call.pagination is None:
-            params, headers = self.query_params, self.headers
-            return [
-                Page(1, hook.request(self.method, self.endpoint, params=params, json=call.body, headers=headers), None)
-            ]
+            return [Page(1, self._call(hook, call, resume), None)]
         return hook.paginate(
             self.method,
             self.endpoint,
             pagination=call.pagination,
             params=self.query_params,
             json=call.body,
-            headers=self.headers,
+            headers=call.headers,
             records_path=(self.outbound or {}).get("records"),
+        )
+
+    def _call(self, hook: ExternalApiHook, call: _PreparedCall, resume: _Resume) -> ApiResponse:
+        """The operator's own request; when deferrable, a wait over 30 s is spent deferred, not asleep."""
+        from airflow_campaign_provider.flow import CallState
+        from airflow_campaign_provider.hooks.external_api import WaitTooLong
+
+        state = CallState.from_dict(resume.call_state) if resume.call_state else None
+        state = state or CallState.start(hook.clock.now(), hook.settings.timeout)
+        try:
+            return hook.request(
+                self.method,
+                self.endpoint,
+                params=self.query_params,
+                json=call.body,
+                headers=call.headers,
+                state=state,
+                wait_limit=DEFER_LONGER_THAN if self.deferrable else None,
+            )
+        except WaitTooLong as wait:
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.log.info(
+                "Waiting %.0f s deferred, then resuming the call (attempt count and deadline kept)", wait.seconds
+            )
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=wait.seconds)),
+                method_name="execute_resume",
+                kwargs={"call_state": state.to_dict()},
+            )
+
+    def _job_result(
+        self, context: Context, hook: ExternalApiHook, call: _PreparedCall, resume: _Resume
+    ) -> Iterable[Page]:
+        """Create the job (unless resumed after polling), poll its status to the end, and fetch its result."""
+        from airflow_campaign_provider.jobs import JobState, poll_flow, result_url_of, status_url_of
+        from airflow_campaign_provider.triggers.external_api import ExternalApiTrigger
+
+        assert call.job is not None
+        config = call.job
+        if resume.phase == "polled":
+            status_url, state = resume.status_url or "", JobState.from_dict(resume.job_state or {})
+            final = hook.request("GET", status_url)
+            document = final.json()
+        else:
+            created = self._call(hook, call, resume)
+            found = status_url_of(config, created, created.json() if config.status_url.startswith("$") else None)
+            if found is None:
+                raise JobFailedError(
+                    f"job: the create response has no status URL at {config.status_url!r}",
+                    url=created.display_url,
+                    status=created.status_code,
+                )
+            status_url, state = found, JobState(deadline=call.started + config.timeout)
+            status = hook.build("GET", status_url)
+            if self.deferrable and status.url == status.display_url:
+                self.log.info(
+                    "Job created (HTTP %d); polling %s in the triggerer", created.status_code, status.display_url
+                )
+                self.defer(
+                    trigger=ExternalApiTrigger(
+                        conn_id=self.conn_id, status_url=status_url, job=config.to_dict(), state=state.to_dict()
+                    ),
+                    method_name="execute_complete",
+                    kwargs={"status_url": status_url},
+                    timeout=timedelta(seconds=max(1.0, state.deadline - hook.clock.now()) + DEFER_GRACE),
+                )
+            if self.deferrable:
+                self.log.warning(
+                    "The job's status URL carries a secret, which trigger kwargs must not: polling on the worker"
+                )
+            done = hook.run(poll_flow(config, status, state, hook.settings, hook.clock.now, random.Random()))
+            final, document = done.response, done.document
+        self._job_summary = {"status": state.last_status, "polls": state.polls}
+        result_url = result_url_of(config, final, document)
+        if result_url is None:
+            return [Page(1, final, document)]
+        if call.pagination is None:
+            return [Page(1, hook.request("GET", result_url), None)]
+        return hook.paginate(
+            "GET", result_url, pagination=call.pagination, records_path=(self.outbound or {}).get("records")
         )
 
     def _finish(self, context: Context, call: _PreparedCall, pages: Iterable[Page]) -> Any:
@@ -316,6 +468,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 "pages": summary.pages if summary else 1,
                 "truncated": summary.truncated if summary else False,
                 "stopped_by": summary.stopped_by if summary else None,
+                **({"job": self._job_summary} if call.job is not None else {}),
             },
         )
         if not call.branches:

@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow_campaign_provider.exceptions import DeadlineExceededError
 from airflow_campaign_provider.flow import GetToken, Send, Sleep
+from airflow_campaign_provider.jobs import PollWait
 from airflow_campaign_provider.pagination import Page, Parallel
 from airflow_campaign_provider.response import ApiResponse, Headers
 
@@ -59,6 +60,7 @@ class Run:
     sleeps: list[Sleep] = field(default_factory=list)
     tokens: list[GetToken] = field(default_factory=list)
     pages: list[Page] = field(default_factory=list)
+    polls: list[PollWait] = field(default_factory=list)
     parallel: list[int] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     result: Any = None
@@ -107,6 +109,11 @@ def drive(
                 run.sends.extend(sub_run.sends)
                 run.sleeps.extend(sub_run.sleeps)
                 reply.append(sub_run.result)
+        elif isinstance(action, PollWait):
+            run.polls.append(action)
+            run.events.append(f"poll wait {action.seconds:g}")
+            clock.sleep(action.seconds)
+            reply = None
         elif isinstance(action, Sleep):
             run.sleeps.append(action)
             run.events.append(f"sleep {action.seconds:g}")

@@ -59,6 +59,15 @@ def test_inbound_implies_post_and_an_xcomarg_sets_the_dependency() -> None:
         ({"endpoint": 5}, "endpoint"),
         ({"pagination": {"type": "cursor", "cursor_param": "after"}}, "pagination.cursor_path"),
         ({"pagination": {"type": "link_header", "max_pages": 0}}, "pagination.max_pages"),
+        ({"job": {"status_path": "$.items[*].status"}}, "job.status_path"),
+        ({"job": {"done": []}}, "job.done"),
+        ({"job": {"done": ["done"], "failed": ["done"]}}, "job.failed"),
+        ({"job": {"poll_interval": 0}}, "job.poll_interval"),
+        ({"job": {"timeout": 10, "poll_interval": 20}}, "job.poll_interval"),
+        ({"job": {"status_url": "Location"}}, "job.status_url"),
+        ({"job": {"statusurl": "header:Location"}}, "job.statusurl"),
+        ({"deferrable": "yes"}, "deferrable"),
+        ({"idempotency_key": 1}, "idempotency_key"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time_naming_the_argument(kwargs: dict[str, Any], field: str) -> None:
@@ -80,6 +89,7 @@ def test_ui_metadata() -> None:
         "inbound",
         "outbound",
         "pagination",
+        "job",
     }
     assert set(ExternalApiOperator.template_fields_renderers) <= set(ExternalApiOperator.template_fields)
     assert ExternalApiOperator.ui_color.startswith("#")
