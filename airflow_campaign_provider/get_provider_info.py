@@ -158,6 +158,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_campaign_provider.operators.external_api"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_campaign_provider.triggers.external_api"],
+            }
+        ],
         "extra-links": ["airflow_campaign_provider.links.ExternalApiLink"],
         "connection-types": [
             {
