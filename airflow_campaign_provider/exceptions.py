@@ -195,3 +195,10 @@ class ResponseMappingError(RequestFailedError):
     """The response does not have the shape the outbound mapping needs, or breaks a flatten limit."""
 
     rule = "outbound mapping"
+
+
+class DataQualityError(RequestFailedError):
+    """The mapped rows break a data-quality guard (``min_rows``, ``max_rejected``): the API gave data
+    the campaign cannot use, so the failure branch applies."""
+
+    rule = "data quality"

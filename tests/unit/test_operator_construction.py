@@ -49,7 +49,7 @@ def test_inbound_implies_post_and_an_xcomarg_sets_the_dependency() -> None:
         ({"body": {"a": 1}, "inbound": {"rows": []}}, "body"),
         ({"inbound": {"rows": [], "columns": "zip"}}, "inbound.columns"),
         ({"outbound": {"records": "$.data[*"}}, "outbound.records"),
-        ({"outbound": {"columns": [{"name": "a", "type": "money"}]}}, "outbound.columns[0].type"),
+        ({"outbound": {"columns": [{"name": "a", "type": "money"}]}}, "outbound.columns['a'].type"),
         ({"response_schema": "schema.yaml"}, "response_schema"),
         ({"headers": {"X-A": "a\r\nB: c"}}, "headers"),
         ({"headers": ["X-A"]}, "headers"),
