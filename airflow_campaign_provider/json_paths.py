@@ -102,14 +102,16 @@ class CompiledPath:
         return nodes
 
     def get(self, node: Any) -> Any:
-        """The value at this path, ``MISSING`` when absent; a non-singular path gives the list of matches."""
+        """The value at this path, ``MISSING`` when absent.
+
+        A non-singular path gives the list of its matches, or ``MISSING`` when its
+        leading names and indexes are absent (``tags`` for ``$.tags[*]``).
+        """
         if self.keys is not None:
             return walk(node, self.keys)
+        if walk(node, self.prefix) is MISSING:
+            return MISSING
         return [value for value, _ in _resolve(self, [(node, ())], strict=False, track=False)]
-
-    def present(self, nodes: list[Any]) -> bool:
-        """True when the path's leading names and indexes reach something in at least one node."""
-        return any(value is not MISSING for value in CompiledPath(self.source, (), self.prefix).get_all(nodes))
 
 
 def walk(node: Any, keys: Sequence[str | int]) -> Any:

@@ -91,15 +91,20 @@ class Column:
     def type(self) -> str:
         return self.options.type
 
-    def values(self, raws: list[Any], rejected: dict[int, tuple[str, str]]) -> list[Any]:
-        """This column's value for each raw value (one per record); records it rejects are added to ``rejected``."""
+    def values(self, raws: list[Any], rejected: dict[int, tuple[str, str]]) -> tuple[list[Any], bool]:
+        """This column's value for each raw value (one per record), and whether any raw value was present.
+
+        Records it rejects are added to ``rejected``.
+        """
         fast = fast_values(self.options, self.convert, raws)
         if fast is not None:
-            return fast
+            return fast, True  # fast values are never MISSING
         out: list[Any] = []
         append = out.append
+        missing = 0
         for index, raw in enumerate(raws):
             if raw is MISSING or raw is None or raw == "":
+                missing += raw is MISSING
                 if self.required and index not in rejected:
                     rejected[index] = (self.name, "required value is empty")
                 append(None)
@@ -112,7 +117,7 @@ class Column:
                     append(None)
                 else:
                     append(None if self.on_error == "ignore_value" else self.default)
-        return out
+        return out, missing < len(raws)
 
 
 def _check_name(name: Any, where: str) -> str:
@@ -255,7 +260,9 @@ def assemble(
         no record is rejected and no value changed in typing.
     """
     rejected: dict[int, tuple[str, str]] = {}
-    by_column = [column.values(values, rejected) for column, values in zip(columns, raws, strict=True)]
+    typed = [column.values(values, rejected) for column, values in zip(columns, raws, strict=True)]
+    by_column = [values for values, _ in typed]
+    present = {column.name for column, (_, found) in zip(columns, typed, strict=True) if found}
     names = tuple(column.name for column in columns)
     unchanged = not rejected and all(typed is raw for typed, raw in zip(by_column, raws, strict=True))
     rows = rows_as_decoded() if rows_as_decoded is not None and unchanged else build_rows(names, by_column, rejected)
@@ -263,11 +270,6 @@ def assemble(
         {"index": index, "column": column, "reason": reason}
         for index, (column, reason) in sorted(rejected.items())[:MAX_REJECTED_SAMPLES]
     ]
-    present = {
-        column.name
-        for column, values in zip(columns, raws, strict=True)
-        if (values.count(MISSING) < len(values) if column.path.keys is not None else column.path.present(values))
-    }
     return TableResult(
         rows=rows,
         rejected=len(rejected),

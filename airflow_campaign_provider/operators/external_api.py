@@ -28,6 +28,7 @@ from airflow_campaign_provider.exceptions import (
     RequestFailedError,
     XComTooLargeError,
 )
+from airflow_campaign_provider.failure_alerts import check_alerts, send_alerts
 from airflow_campaign_provider.guardrails import check_headers
 from airflow_campaign_provider.inbound import build_request_body, validate_inbound
 from airflow_campaign_provider.links import ExternalApiLink
@@ -86,6 +87,9 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         file's folder); the response is validated before mapping.
     :param failure_branch: task id(s) to follow when the request fails; every other direct
         downstream task is skipped. On success, the failure branch is skipped instead.
+    :param on_failure_branch: Airflow notifier(s) (``BaseNotifier``, such as ``SmtpNotifier``) or
+        callable(s) ``(context, error)`` called when the failure branch is taken, so an outage
+        never stays silently green.
     :param xcom_max_bytes: largest serialized rows allowed in XCom without ``output_path``.
     :param output_path: ``ObjectStoragePath`` URI (``file://``, ``s3://`` ...); rows are written
         there as JSON Lines and XCom gets ``{"path": ..., "rows": n}``. (templated)
@@ -126,6 +130,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         outbound: Mapping[str, Any] | None = None,
         response_schema: Mapping[str, Any] | str | None = None,
         failure_branch: str | Sequence[str] | None = None,
+        on_failure_branch: Any = None,
         xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES,
         output_path: str | None = None,
         **kwargs: Any,
@@ -141,6 +146,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         self.outbound = outbound
         self.response_schema = response_schema
         self.failure_branch = failure_branch
+        self.on_failure_branch = on_failure_branch
         self.xcom_max_bytes = xcom_max_bytes
         self.output_path = output_path
         self.called_url: str | None = None
@@ -165,7 +171,8 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         if self.inbound is not None:
             validate_inbound(self.inbound)
         validate_outbound(self.outbound)
-        check_schema_argument(self.response_schema)
+        check_schema_argument(self.response_schema, self._dag_folder())
+        check_alerts(self.on_failure_branch)
         if self.headers is not None:
             if not isinstance(self.headers, Mapping):
                 raise MappingConfigError("headers", "expected an object of header names and values")
@@ -245,13 +252,17 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         self.called_url = response.display_url
         # Parsing and mapping create many objects and no cycles: keep the collector out.
         with gc_paused():
-            document = response.json()
-            if call.validator is not None:
-                validate_response(call.validator, document, url=response.display_url)
-            result = call.plan.map(document)
+            if call.validator is None:
+                result = call.plan.map_response(response)
+            else:
+                document = response.json()
+                secrets = self._get_hook().settings.secrets
+                validate_response(call.validator, document, url=response.display_url, secrets=secrets)
+                result = call.plan.map(document)
         elapsed_ms = round((self._get_hook().clock.now() - call.started) * 1000)
         self._log_mapping(result)
-        value = self._output(result.rows)
+        result.check_quality()
+        value = self._output(result)
         ti = context["ti"]
         ti.xcom_push(
             key="summary",
@@ -259,11 +270,9 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 "url": response.display_url,
                 "method": self.method,
                 "status": response.status_code,
-                "rows": len(result.rows),
-                "rejected": result.rejected,
                 "bytes": len(response.content),
                 "elapsed_ms": elapsed_ms,
-                "rejected_samples": result.rejected_samples,
+                **result.summary(),
             },
         )
         if not call.branches:
@@ -277,9 +286,12 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
     def _schema_validator(self) -> Any:
         if self.response_schema is None:
             return None
+        return build_validator(load_schema(self.response_schema, self._dag_folder()))
+
+    def _dag_folder(self) -> Path | None:
+        """The DAG file's folder, from which a relative ``response_schema`` path is read."""
         fileloc = self.dag.fileloc if self.has_dag() else None  # type: ignore[no-untyped-call]
-        base_dir = Path(fileloc).parent if fileloc else None
-        return build_validator(load_schema(self.response_schema, base_dir))
+        return Path(fileloc).parent if fileloc else None
 
     def _request_failed(self, context: Context, err: RequestFailedError, branches: list[str]) -> None:
         """The activity's "if request failed" transition: follow the failure branch, or fail the task."""
@@ -291,36 +303,49 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             key="error",
             value={"type": type(err).__name__, "message": str(err), "url": err.url, "status": err.status},
         )
+        send_alerts(check_alerts(self.on_failure_branch), context, err, self.log)
         self.do_branch(context, branches)
         return None
 
     def _log_mapping(self, result: MappingResult) -> None:
-        line = f"Mapped {len(result.rows):,} rows, rejected {result.rejected:,}"
-        if result.rejected_samples:
-            reasons = "; ".join(
-                f"record {s['index']} column {s['column']!r}: {s['reason']}" for s in result.rejected_samples[:3]
-            )
-            line += f" (first reasons: {reasons})"
-        self.log.info("%s", line)
+        """One INFO line per table; rejections and empty columns at WARNING, with the first reasons."""
+        info, warnings = result.report()
+        for line in info:
+            self.log.info("%s", line)
+        for line in warnings:
+            self.log.warning("%s", line)
 
-    def _output(self, rows: list[dict[str, Any]]) -> Any:
-        """Rows for XCom, bounded by ``xcom_max_bytes``, or written to ``output_path`` as JSON Lines."""
+    def _output(self, result: MappingResult) -> Any:
+        """Rows for XCom, bounded by ``xcom_max_bytes``, or written to ``output_path`` as JSON Lines.
+
+        With named tables each table gets its own file, the table name before the suffix
+        (``lineup.jsonl`` gives ``lineup.players.jsonl``), and the value is keyed by table.
+        """
         if self.output_path:
-            from airflow.sdk import ObjectStoragePath
-
-            path = ObjectStoragePath(self.output_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", encoding="utf-8") as out:  # type: ignore[no-untyped-call]
-                for row in rows:
-                    out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
-            self.log.info("Wrote %s rows to %s", f"{len(rows):,}", path)
-            return {"path": str(path), "rows": len(rows)}
-        size = len(json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
+            if not result.named:
+                return self._write_rows(self.output_path, result.rows)
+            return {name: self._write_rows(self.output_path, t.rows, name) for name, t in result.tables.items()}
+        value = result.value
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
         if size > self.xcom_max_bytes:
+            rows = sum(len(table.rows) for table in result.tables.values())
             raise XComTooLargeError(
-                f"XCom size limit: the {len(rows):,} mapped rows serialize to {size:,} bytes, over "
+                f"XCom size limit: the {rows:,} mapped rows serialize to {size:,} bytes, over "
                 f"xcom_max_bytes={self.xcom_max_bytes:,}. Set output_path (for example "
                 "'file:///data/{{ run_id }}.jsonl' or an s3:// URI) to write them to object storage, "
                 "or raise xcom_max_bytes."
             )
-        return rows
+        return value
+
+    def _write_rows(self, uri: str, rows: list[dict[str, Any]], table: str | None = None) -> dict[str, Any]:
+        from airflow.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath(uri)
+        if table is not None:
+            path = path.with_name(f"{path.stem}.{table}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:  # type: ignore[no-untyped-call]
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self.log.info("Wrote %s rows to %s", f"{len(rows):,}", path)
+        return {"path": str(path), "rows": len(rows)}
