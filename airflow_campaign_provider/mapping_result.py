@@ -31,14 +31,18 @@ class Guards:
     :ivar max_rejected: most rejected records, as a count (int) or a share of the records
         (``ratio``); None means any number but all of them.
     :ivar strict_columns: a column found in no record is an error, not a warning.
-    :ivar where: the mapping key the guards come from, for messages.
+    :ivar origins: for each guard set, the mapping key it was set in (tables inherit from ``outbound``).
     """
 
     min_rows: int = 0
     max_rejected: int | None = None
     ratio: float | None = None
     strict_columns: bool = False
-    where: str = "outbound"
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        """The mapping key a guard was set at: ``outbound.min_rows`` or ``outbound.tables['players'].min_rows``."""
+        return f"{self.origins.get(key, 'outbound')}.{key}"
 
     @property
     def max_rejected_text(self) -> str:
@@ -66,7 +70,8 @@ def parse_guards(spec: Mapping[str, Any], where: str, inherited: Guards | None =
     strict = spec.get("strict_columns", base.strict_columns)
     if not isinstance(strict, bool):
         raise MappingConfigError(f"{where}.strict_columns", "expected true or false")
-    return Guards(min_rows, max_rejected, ratio, strict, where)
+    origins = {**base.origins, **{key: where for key in GUARD_KEYS if key in spec}}
+    return Guards(min_rows, max_rejected, ratio, strict, origins)
 
 
 @dataclass
@@ -212,18 +217,18 @@ class MappingResult:
             if guards.strict_columns and table.empty_columns:
                 raise ResponseMappingError(
                     f"outbound mapping: in {label}, columns {table.empty_columns} were found in no record "
-                    f"({guards.where}.strict_columns)"
+                    f"({guards.where('strict_columns')})"
                 )
             if len(table.rows) < guards.min_rows:
                 raise DataQualityError(
                     f"data quality: {label} has {len(table.rows):,} rows, fewer than "
-                    f"{guards.where}.min_rows={guards.min_rows:,}{_reasons(table)}"
+                    f"{guards.where('min_rows')}={guards.min_rows:,}{_reasons(table)}"
                 )
             if _too_many_rejected(table, guards):
                 limit = (
-                    f"over {guards.where}.max_rejected={guards.max_rejected_text!r}"
+                    f"over {guards.where('max_rejected')}={guards.max_rejected_text!r}"
                     if guards.max_rejected is not None or guards.ratio is not None
-                    else f"every record (set {guards.where}.max_rejected to allow it)"
+                    else f"every record (set {guards.where('max_rejected')} to allow it)"
                 )
                 raise DataQualityError(
                     f"data quality: {label} rejected {table.rejected:,} of {table.records:,} records, "
