@@ -154,7 +154,7 @@ def test_root_and_parent_columns_match_the_library_node_locations(document: Any)
         league = document["leagues"][league_index]
         team = league["teams"][team_index]
         row = {
-            "n": node.value.get("n")  # type: ignore[attr-defined],
+            "n": node.value.get("n"),  # type: ignore[attr-defined]
             "team": team.get("name"),
             "league": league.get("name"),
             "season": document.get("season"),
