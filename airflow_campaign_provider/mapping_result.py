@@ -46,7 +46,8 @@ class Guards:
 
     @property
     def max_rejected_text(self) -> str:
-        return f"{self.ratio * 100:g}%" if self.ratio is not None else str(self.max_rejected)
+        """The limit as the mapping gives it: ``3`` or ``'5%'``."""
+        return repr(f"{self.ratio * 100:g}%") if self.ratio is not None else str(self.max_rejected)
 
 
 def parse_guards(spec: Mapping[str, Any], where: str, inherited: Guards | None = None) -> Guards:
@@ -226,7 +227,7 @@ class MappingResult:
                 )
             if _too_many_rejected(table, guards):
                 limit = (
-                    f"over {guards.where('max_rejected')}={guards.max_rejected_text!r}"
+                    f"over {guards.where('max_rejected')}={guards.max_rejected_text}"
                     if guards.max_rejected is not None or guards.ratio is not None
                     else f"every record (set {guards.where('max_rejected')} to allow it)"
                 )

@@ -65,6 +65,8 @@ ON_ERROR = ("reject_row", "ignore_value", "use_default")
 MAX_COLUMNS = 150
 """Most columns a row may have (the activity's limit)."""
 
+RESERVED_TABLE_NAMES = frozenset({"return_value", "summary", "error"})
+"""Each table is also pushed under its name as an XCom key: these keys are the operator's own."""
 _TABLE_KEYS = frozenset({"records", "flatten", "columns"}) | GUARD_KEYS
 _OUTBOUND_KEYS = _TABLE_KEYS | {"tables"}
 _COLUMN_KEYS = frozenset(
@@ -468,6 +470,10 @@ def compile_outbound(spec: Mapping[str, Any] | None) -> OutboundPlan:
     for name, table_spec in tables_spec.items():
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_JSON_KEY_LENGTH:
             raise MappingConfigError("outbound.tables", f"a table name is a non-empty string, got {name!r}")
+        if name in RESERVED_TABLE_NAMES or name.startswith("_"):
+            raise MappingConfigError(
+                "outbound.tables", f"{name!r} is an XCom key of the operator; name the table otherwise"
+            )
         where = f"outbound.tables[{name!r}]"
         if not isinstance(table_spec, Mapping):
             raise MappingConfigError(where, "expected an object with records and columns")

@@ -275,11 +275,15 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 **result.summary(),
             },
         )
+        # Named tables also go under their own XCom keys, so that op.output["players"] feeds a task.
+        self.multiple_outputs = result.named
         if not call.branches:
             return value
         # The branching helper ends the task by raising, so the rows go to XCom first.
         if self.do_xcom_push:
             ti.xcom_push(key="return_value", value=value)
+            for table, rows in value.items() if result.named else ():
+                ti.xcom_push(key=table, value=rows)
         self.do_branch(context, [t for t in self.downstream_task_ids if t not in call.branches] or None)
         return None
 

@@ -31,7 +31,7 @@ def lineup(players_per_team: int = 12) -> dict[str, Any]:
     }
 
 
-PLAYERS = {
+PLAYERS: dict[str, Any] = {
     "records": "$.match.teams[*].players[*]",
     "columns": [
         {"name": "player", "path": "name", "type": "text"},
@@ -43,7 +43,7 @@ PLAYERS = {
 }
 """The players table: each player with the team name (its enclosing record) and the kick-off (the root)."""
 
-MATCH = {
+MATCH: dict[str, Any] = {
     "records": "$.match",
     "columns": [
         {"name": "id", "path": "id", "type": "text"},
