@@ -232,3 +232,69 @@ with DAG("schema_typo", schedule=None):
     (error,) = bag.import_errors.values()
     assert "Invalid 'response_schema'" in error and "lineup.shema.json" in error and "No such file" in error
     json.dumps(error)
+
+
+NOTIFIER_DAG = """
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.sdk import dag, task
+from airflow_campaign_provider.operators.external_api import ExternalApiOperator
+
+
+@dag(schedule=None)
+def lineup_smtp_alert():
+    fetch = ExternalApiOperator(
+        task_id="lineup",
+        conn_id="football",
+        endpoint="lineup",
+        outbound={outbound!r},
+        failure_branch="send_generic_newsletter",
+        on_failure_branch=SmtpNotifier(
+            smtp_conn_id="smtp_alerts",
+            from_email="airflow@example.com",
+            to="campaign-ops@example.com",
+            subject="{{{{ dag.dag_id }}}}: line-up API failed, generic newsletter sent",
+            html_content="{{{{ ti.task_id }}}}: {{{{ exception }}}}",
+        ),
+    )
+
+    @task
+    def newsletter(players):
+        return len(players)
+
+    @task
+    def send_generic_newsletter():
+        return "generic"
+
+    fetch >> [newsletter(fetch.output), send_generic_newsletter()]
+
+
+lineup_smtp_alert()
+"""
+
+
+def test_the_readme_smtp_notifier_alerts_when_the_failure_branch_runs(
+    airflow_db, tmp_path, football, server, monkeypatch
+) -> None:
+    from airflow_campaign_provider.demo.smtp_sink import SmtpSink
+
+    sink = SmtpSink(tmp_path / "outbox").start()
+    try:
+        extra = {"disable_tls": True, "disable_ssl": True, "retry_limit": 0, "timeout": 5}
+        conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port, "extra": extra}
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", json.dumps(conn))
+        server.route("/v1/lineup", json_response(500, {"error": "upstream down"}))
+        dag_file = install_dag(airflow_db, "lineup_smtp_alert", NOTIFIER_DAG.format(outbound=PLAYERS))
+        result = run_dag(dag_file, "lineup_smtp_alert")
+        assert result.task_states == {
+            "lineup": "success",
+            "newsletter": "skipped",
+            "send_generic_newsletter": "success",
+        }
+        (message,) = sink.messages()
+    finally:
+        sink.stop()
+    assert message["To"] == "campaign-ops@example.com"
+    assert message["Subject"] == "lineup_smtp_alert: line-up API failed, generic newsletter sent"
+    body = message.get_body(("html", "plain"))
+    assert body is not None
+    assert "lineup: HTTP - 500: {\"error\": \"upstream down\"}" in body.get_content()
