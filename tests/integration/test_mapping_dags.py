@@ -297,4 +297,4 @@ def test_the_readme_smtp_notifier_alerts_when_the_failure_branch_runs(
     assert message["Subject"] == "lineup_smtp_alert: line-up API failed, generic newsletter sent"
     body = message.get_body(("html", "plain"))
     assert body is not None
-    assert "lineup: HTTP - 500: {\"error\": \"upstream down\"}" in body.get_content()
+    assert 'lineup: HTTP - 500: {"error": "upstream down"}' in body.get_content()

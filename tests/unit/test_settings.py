@@ -200,3 +200,12 @@ def test_every_extra_is_documented_in_the_provider_form() -> None:
     assert set(fields) == set(EXTRA_FIELDS)
     for spec in fields.values():
         assert spec["label"] and spec["description"]
+
+
+def test_an_unknown_extra_suggests_the_closest_known_one() -> None:
+    with pytest.raises(ConnectionConfigError) as info:
+        parse_connection(host="https://api.example.com", extra={"allow_private_host": True})
+    assert info.value.field == "extra.allow_private_host"
+    assert "unknown extra (did you mean 'allow_private_hosts'?)" in str(info.value)
+    with pytest.raises(ConnectionConfigError, match=r"unknown extra; the known extras are"):
+        parse_connection(host="https://api.example.com", extra={"colour": "red"})
