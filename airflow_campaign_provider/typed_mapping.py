@@ -48,13 +48,12 @@ class _Object:
 
     fields: dict[str, _Object | _Array | _Leaf] = field(default_factory=dict)
     row_names: dict[str, str] | None = None
-    type: Any = None
+    types: dict[bool, Any] = field(default_factory=dict)  # by strictness
     attributes: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def empty(self) -> Any:
+    def empty(self, strict: bool) -> Any:
         """An instance with every field unset: what an absent or null nested object reads as."""
-        return self.type()
+        return self.types[strict]()
 
 
 @dataclass(eq=False)
@@ -67,18 +66,30 @@ class _Array:
 
 @dataclass(eq=False)
 class _Leaf:
+    """A captured value. ``strict`` is the type of a clean value, which needs no check after decoding."""
+
     type: Any
+    strict: Any = None
+
+
+_SIMPLE = {"integer": int, "float": float, "boolean": bool}
 
 
 def _leaf_type(column: Column) -> Any:
     """The field type for a column: the types msgspec checks in C; ``Any`` where the column converts."""
-    simple = {"integer": int, "float": float, "boolean": bool}
     if column.type == "text":
         limit = column.options.max_length
         return (str if limit is None else Annotated[str, msgspec.Meta(max_length=limit)]) | None
-    if column.type in simple:
-        return simple[column.type] | None
+    if column.type in _SIMPLE:
+        return _SIMPLE[column.type] | None
     return Any
+
+
+def _strict_type(column: Column) -> Any:
+    """The type of a value that is final as decoded: present, not null, not empty; None when converted anyway."""
+    if column.type == "text":
+        return Annotated[str, msgspec.Meta(min_length=1, max_length=column.options.max_length)]
+    return _SIMPLE.get(column.type)
 
 
 @dataclass(frozen=True)
@@ -89,12 +100,13 @@ class _Reader:
     level: int
     captures_any: bool
 
-    def read(self, nodes: list[Any]) -> list[Any]:
+    def read(self, nodes: list[Any], strict: bool) -> list[Any]:
         for kind, arg in self.steps:
             if kind == "struct":  # a nested object that may be absent or null reads as an empty one
-                if set(map(type, nodes)) != {arg.type}:
-                    empty = arg.empty
-                    nodes = [node if type(node) is arg.type else empty for node in nodes]
+                struct_type = arg.types[strict]
+                if set(map(type, nodes)) != {struct_type}:
+                    empty = arg.empty(strict)
+                    nodes = [node if type(node) is struct_type else empty for node in nodes]
             elif kind == "attr":
                 nodes = list(map(arg, nodes))
             else:
@@ -107,56 +119,83 @@ class _Reader:
 @dataclass(frozen=True)
 class _TypedTable:
     plan: TablePlan
-    path: tuple[tuple[Any, Any], ...]  # (Struct type expected, attribute getter) from the root to the records
+    path: tuple[tuple[_Object, Any], ...]  # (object expected, attribute getter) from the root to the records
     readers: tuple[_Reader, ...]
     rows_from_structs: bool
 
 
 class TypedMapping:
-    """A compiled typed decoder for an outbound plan whose every table qualifies."""
+    """A compiled typed decoder for an outbound plan whose every table qualifies.
 
-    def __init__(self, decoder: msgspec.json.Decoder[Any], tables: dict[str, _TypedTable]) -> None:
-        self._decoder = decoder
+    Tables whose columns are each one key of the record get two decoders: a strict one
+    first, whose text, integer, float and boolean fields must be present, non-null and
+    non-empty, so a clean page needs no check of those columns after decoding; then the
+    lenient one, whose fields may be absent or null and are checked column by column.
+    """
+
+    def __init__(self, decoders: dict[bool, msgspec.json.Decoder[Any]], tables: dict[str, _TypedTable]) -> None:
+        self._decoders = decoders
         self._tables = tables
 
     def map(self, content: bytes, *, url: str) -> MappingResult | None:
         """Decode and map a page; None when the types refuse it, and the caller takes the slow path."""
         with gc_paused():
-            try:
-                root = self._decoder.decode(content)
-            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-                return None
-            tables: dict[str, TableResult] = {}
-            for name, table in self._tables.items():
-                result = _map_table(root, table, url)
-                if result is None:
-                    return None
-                tables[name] = result
-        return MappingResult(tables=tables, guards={name: t.plan.guards for name, t in self._tables.items()})
+            for strict, decoder in sorted(self._decoders.items(), reverse=True):
+                try:
+                    root = decoder.decode(content)
+                except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+                    continue
+                tables = {name: _map_table(root, table, url, strict) for name, table in self._tables.items()}
+                if all(result is not None for result in tables.values()):
+                    guards = {name: t.plan.guards for name, t in self._tables.items()}
+                    return MappingResult(tables=tables, guards=guards)  # type: ignore[arg-type]
+        return None
 
 
-def _map_table(root: Any, table: _TypedTable, url: str) -> TableResult | None:
+def _map_table(root: Any, table: _TypedTable, url: str, strict: bool) -> TableResult | None:
     from airflow_campaign_provider.outbound import assemble
 
     columns = table.plan.columns or ()
     records = root
-    for struct_type, get in table.path:
-        if type(records) is not struct_type:
+    for node, get in table.path:
+        if type(records) is not node.types[strict]:
             return None  # absent or null on the way: the slow path says what is wrong
         records = get(records)
     if type(records) is not list:
         return None
     if not records:
         return TableResult(rows=[], columns=tuple(column.name for column in columns))
-    raws: list[list[Any]] = []
-    for column, reader in zip(columns, table.readers, strict=True):
-        values = reader.read([root]) * len(records) if column.path.context == "root" else reader.read(records)
+    clean = strict and table.rows_from_structs
+    raws: list[list[Any] | None] = [None] * len(columns)
+    for number, (column, reader) in enumerate(zip(columns, table.readers, strict=True)):
+        if clean and not reader.captures_any:
+            continue  # validated in C: present, typed and not empty
+        if column.path.context == "root":
+            raws[number] = reader.read([root], strict) * len(records)
+        else:
+            raws[number] = reader.read(records, strict)
         if reader.captures_any:
-            check_json_shape(values, url=url, depth=reader.level - 1)
-        raws.append(values)
+            check_json_shape(raws[number], url=url, depth=reader.level - 1)
+    if clean and _final_as_decoded(columns, raws):
+        names = tuple(column.name for column in columns)
+        rows = list(map(msgspec.structs.asdict, records))
+        return TableResult(rows=rows, records=len(records), columns=names, present=set(names))
+    for number, reader in enumerate(table.readers):
+        if raws[number] is None:
+            raws[number] = reader.read(records, strict)
     # When each Struct field is a column, the Structs are the rows if every value is final as decoded.
     structs = (lambda: list(map(msgspec.structs.asdict, records))) if table.rows_from_structs else None
-    return assemble(columns, raws, len(records), rows_as_decoded=structs)
+    return assemble(columns, raws, len(records), rows_as_decoded=structs)  # type: ignore[arg-type]
+
+
+def _final_as_decoded(columns: tuple[Column, ...], raws: list[list[Any] | None]) -> bool:
+    """True when every column read so far keeps its values as they are: nothing to convert, empty or reject."""
+    for column, values in zip(columns, raws, strict=True):
+        if values is not None:
+            rejected: dict[int, tuple[str, str]] = {}
+            if column.values(values, rejected)[0] is not values or rejected:
+                return False
+    return True
 
 
 def compile_typed(plan: OutboundPlan) -> TypedMapping | None:
@@ -164,11 +203,14 @@ def compile_typed(plan: OutboundPlan) -> TypedMapping | None:
     try:
         root = _Object()
         shapes = {name: _capture(root, table) for name, table in plan.tables.items()}
-        _build_types(root, count())
+        names = count()
+        decoders = {False: msgspec.json.Decoder(_build_types(root, names, strict=False))}
+        if any(record.row_names is not None for _, record in shapes.values()):
+            decoders[True] = msgspec.json.Decoder(_build_types(root, names, strict=True))
         tables = {name: _typed_table(root, plan.tables[name], *shape) for name, shape in shapes.items()}
     except _Unsupported:
         return None
-    return TypedMapping(msgspec.json.Decoder(root.type), tables)
+    return TypedMapping(decoders, tables)
 
 
 def _capture(root: _Object, table: TablePlan) -> tuple[tuple[str, ...], _Object]:
@@ -194,6 +236,11 @@ def _capture(root: _Object, table: TablePlan) -> tuple[tuple[str, ...], _Object]
         if column.path.context == "parent" or column.path.keys is None:
             raise _Unsupported
         _insert(root if column.path.context == "root" else record, column.path.keys, _leaf_type(column))
+    if record.row_names is not None:
+        for column in columns:
+            leaf = record.fields[str(column.path.keys[0])]  # type: ignore[index]
+            assert isinstance(leaf, _Leaf)
+            leaf.strict = _strict_type(column)
     return keys, record
 
 
@@ -254,27 +301,32 @@ def _insert(node: _Object, keys: tuple[str | int, ...], leaf: Any) -> None:
             current = _child(current, str(key), _Object)
 
 
-def _build_types(node: _Object, names: count[int]) -> Any:
-    """Build the Struct type of ``node``, children first; unset fields read as ``msgspec.UNSET`` (``MISSING``)."""
-    fields = []
+def _build_types(node: _Object, names: count[int], *, strict: bool) -> Any:
+    """Build the Struct type of ``node``, children first; unset fields read as ``msgspec.UNSET`` (``MISSING``).
+
+    With ``strict``, a leaf that has a strict type is a required field of that type.
+    """
+    fields: list[tuple[Any, ...]] = []
     for number, (key, child) in enumerate(node.fields.items()):
-        if isinstance(child, _Object):
-            field_type: Any = _build_types(child, names) | None
-        elif isinstance(child, _Array):
-            element = child.element
-            if isinstance(element, _Object):
-                element_type = _build_types(element, names)
-                field_type = list[element_type] if child.records else list[element_type | None]  # type: ignore[valid-type]
-            else:
-                field_type = list[Any]
-        else:
-            field_type = child.type
         attribute = node.row_names[key] if node.row_names and key in node.row_names else f"f{number}"
         node.attributes[key] = attribute
+        if isinstance(child, _Leaf) and strict and child.strict is not None:
+            fields.append((attribute, child.strict))
+            continue
+        if isinstance(child, _Object):
+            field_type: Any = _build_types(child, names, strict=strict) | None
+        elif isinstance(child, _Array) and isinstance(child.element, _Object):
+            element_type = _build_types(child.element, names, strict=strict)
+            field_type = list[element_type] if child.records else list[element_type | None]  # type: ignore[valid-type]
+        elif isinstance(child, _Array):
+            field_type = list[Any]
+        else:
+            field_type = child.type
         fields.append((attribute, field_type | msgspec.UnsetType, msgspec.UNSET))
     rename = {attribute: key for key, attribute in node.attributes.items()}
-    node.type = msgspec.defstruct(f"Captured{next(names)}", fields, rename=rename, gc=False)
-    return node.type
+    struct = msgspec.defstruct(f"Captured{next(names)}", fields, rename=rename, gc=False, kw_only=True)
+    node.types[strict] = struct
+    return struct
 
 
 def _typed_table(root: _Object, table: TablePlan, keys: tuple[str, ...], record: _Object) -> _TypedTable:
@@ -284,7 +336,7 @@ def _typed_table(root: _Object, table: TablePlan, keys: tuple[str, ...], record:
     path = []
     node: Any = root
     for key in keys:
-        path.append((node.type, attrgetter(node.attributes[key])))
+        path.append((node, attrgetter(node.attributes[key])))
         child = node.fields[key]
         node = child.element if isinstance(child, _Array) else child
     readers = tuple(
