@@ -211,6 +211,13 @@ class ResponseMappingError(RequestFailedError):
     rule = "outbound mapping"
 
 
+class DataQualityError(RequestFailedError):
+    """The mapped rows break a data-quality guard (``min_rows``, ``max_rejected``): the API gave data
+    the campaign cannot use, so the failure branch applies."""
+
+    rule = "data quality"
+
+
 def error_from_payload(payload: dict[str, Any]) -> ExternalApiError:
     """Rebuild a typed error from its plain form (``type``, ``message``, ``url``, ``status``), e.g. a trigger event.
 

@@ -295,8 +295,11 @@ def check_json_content_type(content_type: str | None, *, url: str, status: int |
             raise ContentTypeError(f"JSON content type: charset {value.strip()!r} is not UTF-8", url=url, status=status)
 
 
-def check_json_shape(document: Any, *, url: str | None = None) -> None:
+def check_json_shape(document: Any, *, url: str | None = None, depth: int = 1) -> None:
     """Enforce the JSON depth limit (top level is level 1) and the key length limit.
+
+    ``depth`` is the level of ``document`` itself: the typed fast path checks what it
+    captured, as deep in the response as it was found.
 
     Walks the document one nesting level at a time, and within a level uses only
     C-level iteration (``set.union``, ``map``, ``chain``), so the cost per record is a
@@ -304,7 +307,6 @@ def check_json_shape(document: Any, *, url: str | None = None) -> None:
     Iterative, so a hostile document cannot exhaust the stack.
     """
     level = [document]
-    depth = 1
     while True:
         kinds = set(map(type, level))
         objects = _only(level, kinds, dict)

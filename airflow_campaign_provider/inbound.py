@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_campaign_provider.exceptions import InboundDataError, MappingConfigError
+from airflow_campaign_provider.suggestions import unknown_keys_message
 
 _INBOUND_KEYS = frozenset({"rows", "columns", "params", "add_count"})
 
@@ -20,7 +21,7 @@ def validate_inbound(spec: Any) -> None:
         raise MappingConfigError("inbound", f"expected an object with 'rows', got {type(spec).__name__}")
     unknown = set(spec) - _INBOUND_KEYS
     if unknown:
-        raise MappingConfigError("inbound", f"unknown keys {sorted(unknown)}; allowed: {sorted(_INBOUND_KEYS)}")
+        raise MappingConfigError("inbound", unknown_keys_message(unknown, _INBOUND_KEYS))
     if "rows" not in spec:
         raise MappingConfigError("inbound.rows", "required: the upstream rows (a list of objects or an XComArg)")
     columns = spec.get("columns")

@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 from airflow_campaign_provider.exceptions import DeadlineExceededError, JobFailedError, MappingConfigError
 from airflow_campaign_provider.flow import Action, CallState, Clock, call_flow
 from airflow_campaign_provider.guardrails import check_headers
-from airflow_campaign_provider.jsonpaths import read_path, singular_path
+from airflow_campaign_provider.json_paths import read_path, singular_path
 from airflow_campaign_provider.redaction import excerpt
 from airflow_campaign_provider.request import ApiRequest
 from airflow_campaign_provider.response import ApiResponse

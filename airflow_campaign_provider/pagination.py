@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 
 from airflow_campaign_provider.exceptions import MappingConfigError, PaginationError
 from airflow_campaign_provider.flow import Action, CallState, Clock, Flow, call_flow
-from airflow_campaign_provider.jsonpaths import singular_path
+from airflow_campaign_provider.json_paths import singular_path
 from airflow_campaign_provider.request import ApiRequest
 from airflow_campaign_provider.response import ApiResponse
 from airflow_campaign_provider.settings import ConnectionSettings

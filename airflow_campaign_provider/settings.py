@@ -27,6 +27,7 @@ from airflow_campaign_provider.guardrails import (
     check_url,
 )
 from airflow_campaign_provider.redaction import REDACTED, is_sensitive_name, redact_url, secret_values
+from airflow_campaign_provider.suggestions import did_you_mean
 
 CONN_TYPE = "campaign_external_api"
 DEFAULT_CONN_ID = "campaign_external_api_default"
@@ -246,7 +247,8 @@ def read_extras(extra: Mapping[str, Any]) -> dict[str, Any]:
         name = key[len(_PREFIX) :] if key.startswith(_PREFIX) else key
         if name not in _EXTRAS:
             raise ConnectionConfigError(
-                f"extra.{key}", f"unknown extra; the known extras are {', '.join(EXTRA_FIELDS)}"
+                f"extra.{key}",
+                f"unknown extra{did_you_mean(name, EXTRA_FIELDS)}; the known extras are {', '.join(EXTRA_FIELDS)}",
             )
         if _unset(raw):
             continue

@@ -231,10 +231,14 @@ class ExternalApiHook(BaseHook):
         :raises PaginationError: a loop, or ``max_pages`` reached with more to fetch.
         :raises RequestFailedError: a page's call failed.
         """
+        from airflow_campaign_provider.mapping_result import SINGLE_TABLE
         from airflow_campaign_provider.outbound import compile_outbound
 
         config = pagination if isinstance(pagination, PaginationConfig) else parse_pagination(pagination)
-        select = compile_outbound(None if records_path is None else {"records": records_path}).select_records
+        table = compile_outbound(None if records_path is None else {"records": records_path}).tables[SINGLE_TABLE]
+
+        def select(document: Any) -> list[Any]:
+            return table.select(document)[0]
 
         def build(page: PageRequest) -> ApiRequest:
             return self.build(method, page.endpoint, params=page.params, json=page.json, headers=headers)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,8 +29,10 @@ from airflow_campaign_provider.exceptions import (
     JobFailedError,
     MappingConfigError,
     RequestFailedError,
+    ResponseMappingError,
     error_from_payload,
 )
+from airflow_campaign_provider.failure_alerts import check_alerts, send_alerts
 from airflow_campaign_provider.guardrails import check_headers
 from airflow_campaign_provider.inbound import build_request_body, validate_inbound
 from airflow_campaign_provider.jobs import IDEMPOTENCY_KEY_HEADER, idempotency_key, parse_job
@@ -110,6 +112,9 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         file's folder); the response is validated before mapping.
     :param failure_branch: task id(s) to follow when the request fails; every other direct
         downstream task is skipped. On success, the failure branch is skipped instead.
+    :param on_failure_branch: Airflow notifier(s) (``BaseNotifier``, such as ``SmtpNotifier``) or
+        callable(s) ``(context, error)`` called when the failure branch is taken, so an outage
+        never stays silently green.
     :param xcom_max_bytes: largest serialized rows allowed in XCom without ``output_path``.
     :param output_path: ``ObjectStoragePath`` URI (``file://``, ``s3://`` ...); rows are written
         there as JSON Lines, page by page, and XCom gets ``{"path": ..., "rows": n}``. (templated)
@@ -164,6 +169,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         outbound: Mapping[str, Any] | None = None,
         response_schema: Mapping[str, Any] | str | None = None,
         failure_branch: str | Sequence[str] | None = None,
+        on_failure_branch: Any = None,
         xcom_max_bytes: int = DEFAULT_XCOM_MAX_BYTES,
         output_path: str | None = None,
         pagination: Mapping[str, Any] | None = None,
@@ -183,6 +189,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         self.outbound = outbound
         self.response_schema = response_schema
         self.failure_branch = failure_branch
+        self.on_failure_branch = on_failure_branch
         self.xcom_max_bytes = xcom_max_bytes
         self.output_path = output_path
         self.pagination = pagination
@@ -212,7 +219,8 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         if self.inbound is not None:
             validate_inbound(self.inbound)
         validate_outbound(self.outbound)
-        check_schema_argument(self.response_schema)
+        check_schema_argument(self.response_schema, self._dag_folder())
+        check_alerts(self.on_failure_branch)
         if self.pagination is not None and not has_template(self.pagination):
             parse_pagination(self.pagination)
         if self.job is not None and not has_template(self.job):
@@ -422,12 +430,10 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
 
         Nothing is pushed if anything fails, and a partly written ``output_path`` file is removed.
         """
-        from airflow_campaign_provider.json_body import gc_paused
-        from airflow_campaign_provider.outbound import MappingResult
-        from airflow_campaign_provider.output import RowSink
+        from airflow_campaign_provider.output import RowOutput
 
-        sink = RowSink(self.output_path, self.xcom_max_bytes)
-        total = MappingResult(rows=[])
+        output = RowOutput(self.output_path, self.xcom_max_bytes)
+        total: MappingResult | None = None
         responses: list[ApiResponse] = []
         received = 0
         cap = call.pagination.max_records if call.pagination is not None else None
@@ -437,22 +443,25 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 self.called_url = self.called_url or response.display_url
                 responses[1:] = [response]  # keep the first and the latest
                 received += len(response.content)
-                # Parsing and mapping create many objects and no cycles: keep the collector out.
-                with gc_paused():
-                    document = response.json() if page.document is None else page.document
-                    if call.validator is not None:
-                        validate_response(call.validator, document, url=response.display_url)
-                    result = call.plan.map(document)
-                rows = result.rows if cap is None else result.rows[: max(0, cap - sink.count)]
-                sink.add(rows)
-                total.extend(replace(result, rows=[]))
-            value = sink.value()
+                result = self._map(call, page)
+                for name, table in result.tables.items():
+                    rows = table.rows if cap is None or result.named else table.rows[: max(0, cap - output.count)]
+                    output.add(name if result.named else None, rows)
+                    table.hand_over()  # the rows live in the output now, one page in memory at most
+                if total is None:
+                    total = result
+                else:
+                    total.extend(result)
+            if total is None:
+                raise ResponseMappingError("outbound mapping: the fetch gave no page to map")
+            self._log_mapping(total)
+            total.check_quality()
+            value = output.value()
         except BaseException:
-            sink.discard()
+            output.discard()
             raise
         elapsed_ms = round((self._get_hook().clock.now() - call.started) * 1000)
-        summary: FetchSummary | None = getattr(pages, "summary", None)
-        self._log_mapping(sink.count, total)
+        fetch: FetchSummary | None = getattr(pages, "summary", None)
         ti = context["ti"]
         ti.xcom_push(
             key="summary",
@@ -460,31 +469,37 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 "url": responses[0].display_url,
                 "method": self.method,
                 "status": responses[-1].status_code,
-                "rows": sink.count,
-                "rejected": total.rejected,
                 "bytes": received,
                 "elapsed_ms": elapsed_ms,
-                "rejected_samples": total.rejected_samples,
-                "pages": summary.pages if summary else 1,
-                "truncated": summary.truncated if summary else False,
-                "stopped_by": summary.stopped_by if summary else None,
+                **total.summary(),
+                "pages": fetch.pages if fetch else 1,
+                "truncated": fetch.truncated if fetch else False,
+                "stopped_by": fetch.stopped_by if fetch else None,
                 **({"job": self._job_summary} if call.job is not None else {}),
             },
         )
+        result = total
+        # Named tables also go under their own XCom keys, so that op.output["players"] feeds a task.
+        self.multiple_outputs = result.named
         if not call.branches:
             return value
         # The branching helper ends the task by raising, so the rows go to XCom first.
         if self.do_xcom_push:
             ti.xcom_push(key="return_value", value=value)
+            for table, rows in value.items() if result.named else ():
+                ti.xcom_push(key=table, value=rows)
         self.do_branch(context, [t for t in self.downstream_task_ids if t not in call.branches] or None)
         return None
 
     def _schema_validator(self) -> Any:
         if self.response_schema is None:
             return None
+        return build_validator(load_schema(self.response_schema, self._dag_folder()))
+
+    def _dag_folder(self) -> Path | None:
+        """The DAG file's folder, from which a relative ``response_schema`` path is read."""
         fileloc = self.dag.fileloc if self.has_dag() else None  # type: ignore[no-untyped-call]
-        base_dir = Path(fileloc).parent if fileloc else None
-        return build_validator(load_schema(self.response_schema, base_dir))
+        return Path(fileloc).parent if fileloc else None
 
     def _request_failed(self, context: Context, err: RequestFailedError, branches: list[str]) -> None:
         """The activity's "if request failed" transition: follow the failure branch, or fail the task."""
@@ -496,14 +511,29 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             key="error",
             value={"type": type(err).__name__, "message": str(err), "url": err.url, "status": err.status},
         )
+        send_alerts(check_alerts(self.on_failure_branch), context, err, self.log)
         self.do_branch(context, branches)
         return None
 
-    def _log_mapping(self, rows: int, result: MappingResult) -> None:
-        line = f"Mapped {rows:,} rows, rejected {result.rejected:,}"
-        if result.rejected_samples:
-            reasons = "; ".join(
-                f"record {s['index']} column {s['column']!r}: {s['reason']}" for s in result.rejected_samples[:3]
-            )
-            line += f" (first reasons: {reasons})"
-        self.log.info("%s", line)
+    def _log_mapping(self, result: MappingResult) -> None:
+        """One INFO line per table; rejections and empty columns at WARNING, with the first reasons."""
+        info, warnings = result.report()
+        for line in info:
+            self.log.info("%s", line)
+        for line in warnings:
+            self.log.warning("%s", line)
+
+    def _map(self, call: _PreparedCall, page: Page) -> MappingResult:
+        """Map one page: the typed fast path straight from the bytes when nothing needs the parsed document."""
+        from airflow_campaign_provider.json_body import gc_paused
+
+        response = page.response
+        # Parsing and mapping create many objects and no cycles: keep the collector out.
+        with gc_paused():
+            if call.validator is None and page.document is None:
+                return call.plan.map_response(response)
+            document = response.json() if page.document is None else page.document
+            if call.validator is not None:
+                secrets = self._get_hook().settings.secrets
+                validate_response(call.validator, document, url=response.display_url, secrets=secrets)
+            return call.plan.map(document)

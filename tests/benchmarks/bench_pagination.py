@@ -98,23 +98,29 @@ def hook_paginate(endpoint: str = "pages", pagination: dict[str, Any] | None = N
 
 def operator_core(endpoint: str, pagination: dict[str, Any], output_path: str | None = None) -> Any:
     """What ExternalApiOperator does for a paged fetch: every page parsed, mapped and handed to the output."""
-    from dataclasses import replace
-
     from airflow_campaign_provider.hooks.external_api import ExternalApiHook
     from airflow_campaign_provider.json_body import gc_paused
-    from airflow_campaign_provider.outbound import MappingResult, compile_outbound
-    from airflow_campaign_provider.output import RowSink
+    from airflow_campaign_provider.mapping_result import SINGLE_TABLE
+    from airflow_campaign_provider.outbound import compile_outbound
+    from airflow_campaign_provider.output import RowOutput
 
     plan = compile_outbound(COLUMNS)
-    sink = RowSink(output_path, 1 << 40)
-    total = MappingResult(rows=[])
+    output = RowOutput(output_path, 1 << 40)
+    total = None
     with ExternalApiHook("bench") as hook:
         for page in hook.paginate("GET", endpoint, pagination=pagination, records_path="$.data[*]"):
             with gc_paused():
                 result = plan.map(page.document)
-            sink.add(result.rows)
-            total.extend(replace(result, rows=[]))
-    return sink.value()
+            table = result.tables[SINGLE_TABLE]
+            output.add(None, table.rows)
+            table.hand_over()
+            if total is None:
+                total = result
+            else:
+                total.extend(result)
+    assert total is not None
+    total.check_quality()
+    return output.value()
 
 
 def connections(ca: str, port: int) -> int:

@@ -49,7 +49,7 @@ def test_inbound_implies_post_and_an_xcomarg_sets_the_dependency() -> None:
         ({"body": {"a": 1}, "inbound": {"rows": []}}, "body"),
         ({"inbound": {"rows": [], "columns": "zip"}}, "inbound.columns"),
         ({"outbound": {"records": "$.data[*"}}, "outbound.records"),
-        ({"outbound": {"columns": [{"name": "a", "type": "money"}]}}, "outbound.columns[0].type"),
+        ({"outbound": {"columns": [{"name": "a", "type": "money"}]}}, "outbound.columns['a'].type"),
         ({"response_schema": "schema.yaml"}, "response_schema"),
         ({"headers": {"X-A": "a\r\nB: c"}}, "headers"),
         ({"headers": ["X-A"]}, "headers"),
@@ -100,3 +100,29 @@ def test_ui_metadata() -> None:
 def test_every_parameter_is_keyword_only() -> None:
     with pytest.raises(TypeError):
         ExternalApiOperator("api")  # type: ignore[call-arg]
+
+
+def test_on_failure_branch_takes_notifiers_and_callables() -> None:
+    from airflow.sdk.bases.notifier import BaseNotifier
+
+    class Quiet(BaseNotifier):
+        def notify(self, context: Any) -> None:
+            return None
+
+    make(on_failure_branch=Quiet())
+    make(on_failure_branch=[Quiet(), lambda context, error: None])
+    with pytest.raises(MappingConfigError) as info:
+        make(on_failure_branch=["ops@example.com"])
+    assert info.value.field == "on_failure_branch"
+    assert "expected an Airflow notifier (such as SmtpNotifier) or a callable, got str" in str(info.value)
+
+
+def test_a_response_schema_file_is_read_at_parse_time(tmp_path: Any) -> None:
+    schema = tmp_path / "lineup.schema.json"
+    schema.write_text('{"type": "object"}')
+    make(response_schema=str(schema))
+    with pytest.raises(MappingConfigError, match=r"cannot read .*lineup.shema.json.*No such file"):
+        make(response_schema=str(tmp_path / "lineup.shema.json"))
+    schema.write_text("{not json")
+    with pytest.raises(MappingConfigError, match="is not valid JSON"):
+        make(response_schema=str(schema))

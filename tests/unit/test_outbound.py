@@ -50,7 +50,7 @@ def test_general_jsonpath_records_use_the_library() -> None:
 def test_missing_records_path_is_a_response_mapping_error() -> None:
     with pytest.raises(ResponseMappingError, match=r"records path '\$\.data\[\*\]' matched nothing"):
         rows({"records": "$.data[*]"}, {"items": []})
-    with pytest.raises(ResponseMappingError, match="points at a str"):
+    with pytest.raises(ResponseMappingError, match=r"\$\.data is a string, not an array or object"):
         rows({"records": "$.data[*]"}, {"data": "nope"})
 
 
@@ -102,7 +102,6 @@ def test_inferred_columns_come_from_the_first_record_with_json_types() -> None:
         ("text", 12, "12"),
         ("text", 1.5, "1.5"),
         ("text", True, "true"),
-        ("text", {"a": 1}, '{"a":1}'),
         ("integer", 7, 7),
         ("integer", 7.0, 7),
         ("integer", " -12 ", -12),
@@ -303,19 +302,19 @@ def test_inferred_columns_limit() -> None:
         ({"columns": []}, "outbound.columns"),
         ({"columns": ["code"]}, "outbound.columns[0]"),
         ({"columns": [{"name": ""}]}, "outbound.columns[0].name"),
-        ({"columns": [{"name": "a", "type": "money"}]}, "outbound.columns[0].type"),
-        ({"columns": [{"name": "a", "path": "$.a["}]}, "outbound.columns[0].path"),
-        ({"columns": [{"name": "a", "on_error": "skip"}]}, "outbound.columns[0].on_error"),
-        ({"columns": [{"name": "a", "on_error": "use_default"}]}, "outbound.columns[0].default"),
+        ({"columns": [{"name": "a", "type": "money"}]}, "outbound.columns['a'].type"),
+        ({"columns": [{"name": "a", "path": "$.a["}]}, "outbound.columns['a'].path"),
+        ({"columns": [{"name": "a", "on_error": "skip"}]}, "outbound.columns['a'].on_error"),
+        ({"columns": [{"name": "a", "on_error": "use_default"}]}, "outbound.columns['a'].default"),
         (
             {"columns": [{"name": "a", "type": "integer", "on_error": "use_default", "default": "x"}]},
-            "outbound.columns[0].default",
+            "outbound.columns['a'].default",
         ),
-        ({"columns": [{"name": "a", "default": 1}]}, "outbound.columns[0].default"),
-        ({"columns": [{"name": "a", "type": "integer", "max_length": 3}]}, "outbound.columns[0].max_length"),
-        ({"columns": [{"name": "a", "max_length": 0}]}, "outbound.columns[0].max_length"),
-        ({"columns": [{"name": "a", "required": "yes"}]}, "outbound.columns[0].required"),
-        ({"columns": [{"name": "a", "colour": "red"}]}, "outbound.columns[0]"),
+        ({"columns": [{"name": "a", "default": 1}]}, "outbound.columns['a'].default"),
+        ({"columns": [{"name": "a", "type": "integer", "max_length": 3}]}, "outbound.columns['a'].max_length"),
+        ({"columns": [{"name": "a", "max_length": 0}]}, "outbound.columns['a'].max_length"),
+        ({"columns": [{"name": "a", "required": "yes"}]}, "outbound.columns['a'].required"),
+        ({"columns": [{"name": "a", "colour": "red"}]}, "outbound.columns['a']"),
         ({"columns": [{"name": "a"}, {"name": "a"}]}, "outbound.columns"),
         ({"columns": [{"name": f"c{i}"} for i in range(MAX_COLUMNS + 1)]}, "outbound.columns"),
     ],

@@ -250,3 +250,12 @@ def test_a_settings_repr_shows_everything_but_the_secrets() -> None:
     for secret in ("base-secret-1", "password-secret-2", "header-secret-3", "proxy-secret-4", "proxy-user"):
         assert secret not in printed
     assert "base-secret-1" in settings.secrets, "query secrets in the base URL are scrubbed from text too"
+
+
+def test_an_unknown_extra_suggests_the_closest_known_one() -> None:
+    with pytest.raises(ConnectionConfigError) as info:
+        parse_connection(host="https://api.example.com", extra={"allow_private_host": True})
+    assert info.value.field == "extra.allow_private_host"
+    assert "unknown extra (did you mean 'allow_private_hosts'?)" in str(info.value)
+    with pytest.raises(ConnectionConfigError, match=r"unknown extra; the known extras are"):
+        parse_connection(host="https://api.example.com", extra={"colour": "red"})
