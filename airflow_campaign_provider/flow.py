@@ -68,6 +68,13 @@ class Sleep:
     attempts: int
     display_url: str
 
+    def describe(self) -> str:
+        """The activity's log line for this wait."""
+        return (
+            f"Retrying API URL '{self.display_url}' due to {self.reason} in {self.seconds * 1000:.0f} ms, "
+            f"attempt {self.attempt}/{self.attempts}"
+        )
+
 
 @dataclass(frozen=True)
 class GetToken:

@@ -158,6 +158,10 @@ class PollWait:
     seconds: float
     status: str | None
 
+    def describe(self) -> str:
+        """The log line for this wait."""
+        return f"Job status {self.status!r}: polling again in {self.seconds:.0f} s"
+
 
 @dataclass(frozen=True)
 class JobDone:

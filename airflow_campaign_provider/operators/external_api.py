@@ -347,7 +347,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
     def _call(self, hook: ExternalApiHook, call: _PreparedCall, resume: _Resume) -> ApiResponse:
         """The operator's own request; when deferrable, a wait over 30 s is spent deferred, not asleep."""
         from airflow_campaign_provider.flow import CallState
-        from airflow_campaign_provider.hooks.external_api import WaitTooLong
+        from airflow_campaign_provider.runner import WaitTooLong
 
         state = CallState.from_dict(resume.call_state) if resume.call_state else None
         state = state or CallState.start(hook.clock.now(), hook.settings.timeout)
@@ -413,7 +413,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 self.log.warning(
                     "The job's status URL carries a secret, which trigger kwargs must not: polling on the worker"
                 )
-            done = hook.run(poll_flow(config, status, state, hook.settings, hook.clock.now, random.Random()))
+            done = hook.runner.run(poll_flow(config, status, state, hook.settings, hook.clock.now, random.Random()))
             final, document = done.response, done.document
         self._job_summary = {"status": state.last_status, "polls": state.polls}
         result_url = result_url_of(config, final, document)

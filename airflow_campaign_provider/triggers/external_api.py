@@ -49,18 +49,8 @@ class AsyncRunner:
             reply: Any = None
             if isinstance(action, Send):
                 reply = await self._send(action)
-            elif isinstance(action, Sleep):
-                self.log.info(
-                    "Retrying API URL '%s' due to %s in %d ms, attempt %d/%d",
-                    action.display_url,
-                    action.reason,
-                    action.seconds * 1000,
-                    action.attempt,
-                    action.attempts,
-                )
-                await asyncio.sleep(action.seconds)
-            elif isinstance(action, PollWait):
-                self.log.info("Job status %r: polling again in %.0f s", action.status, action.seconds)
+            elif isinstance(action, (Sleep, PollWait)):
+                self.log.info("%s", action.describe())
                 await asyncio.sleep(action.seconds)
             elif isinstance(action, GetToken):
                 reply = await self._token_for(action)
