@@ -185,20 +185,12 @@ def _transport_error(err: Exception, shown: str, secrets: tuple[str, ...]) -> Tr
     detail = redact_url(str(err) or type(err).__name__, secrets)[:300]
     cause = err.__cause__ or err.__context__
     if isinstance(cause, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in detail or isinstance(err, ssl.SSLError):
-        return TransportError(
-            f"transport: TLS handshake or verification failed ({detail}); if the API's certificate comes from "
-            "a private CA, set the connection's verify extra to that CA's bundle file",
-            url=shown,
-            kind="TLS",
-            retryable=False,
-        )
+        return TransportError.tls_failed(detail, url=shown)
     if isinstance(err, (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout)):
-        kind, sent = "connect failure", False
-    elif isinstance(err, httpcore.ReadTimeout):
-        kind, sent = "read timeout", True
-    else:
-        kind, sent = "connection broken", True
-    return TransportError(f"transport: {kind} ({detail})", url=shown, kind=kind, sent=sent)
+        return TransportError.attempt_failed("connect failure", detail, url=shown)
+    if isinstance(err, httpcore.ReadTimeout):
+        return TransportError.attempt_failed("read timeout", detail, url=shown)
+    return TransportError.attempt_failed("connection broken", detail, url=shown)
 
 
 async def _check_target_addresses(url: str, shown: str) -> None:
@@ -207,7 +199,5 @@ async def _check_target_addresses(url: str, shown: str) -> None:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, 443, type=socket.SOCK_STREAM)
     except OSError as err:
-        raise TransportError(
-            f"transport: cannot resolve {host!r} ({err.strerror or err})", url=shown, kind="name resolution"
-        ) from None
+        raise TransportError.attempt_failed("name resolution", f"{host!r}: {err.strerror or err}", url=shown) from None
     check_resolved_addresses(host, [str(info[4][0]) for info in infos], url=shown)

@@ -174,6 +174,25 @@ class TransportError(RequestFailedError):
         self.sent = sent
         self.retryable = retryable
 
+    @classmethod
+    def attempt_failed(cls, kind: str, detail: str, *, url: str) -> TransportError:
+        """An attempt that failed in a way worth retrying; only a failed connect or lookup proves nothing was sent."""
+        return cls(f"transport: {kind} ({detail})", url=url, kind=kind, sent=kind not in _NOT_SENT)
+
+    @classmethod
+    def tls_failed(cls, detail: str, *, url: str) -> TransportError:
+        """TLS failed; a certificate that does not verify will not verify on the next attempt either."""
+        return cls(
+            f"transport: TLS handshake or verification failed ({detail}); if the API's certificate comes from "
+            "a private CA, set the connection's verify extra to that CA's bundle file",
+            url=url,
+            kind="TLS",
+            retryable=False,
+        )
+
+
+_NOT_SENT = frozenset({"connect failure", "name resolution"})
+
 
 class HttpStatusError(RequestFailedError):
     """The final response has an error status (4xx or 5xx)."""

@@ -389,25 +389,16 @@ def _transport_error(err: Exception, shown: str, secrets: tuple[str, ...]) -> Tr
     cause = getattr(err.args[0], "reason", None) if err.args else None
     detail = redact_url(_plain_reason(cause or err), secrets)[:300]
     if isinstance(err, requests.exceptions.SSLError):
-        # A certificate that does not verify will not verify on the next attempt either.
-        return TransportError(
-            f"transport: TLS handshake or verification failed ({detail}); if the API's certificate comes from "
-            "a private CA, set the connection's verify extra to that CA's bundle file",
-            url=shown,
-            kind="TLS",
-            retryable=False,
-        )
+        return TransportError.tls_failed(detail, url=shown)
     if isinstance(err, UnexpectedSwitchingProtocols) or isinstance(cause, UnexpectedSwitchingProtocols):
         return TransportError(f"transport: {detail}", url=shown, kind="protocol error", retryable=False)
     if isinstance(err, requests.ConnectTimeout) or isinstance(
         cause, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
     ):
-        kind, sent = "connect failure", False
-    elif isinstance(err, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
-        kind, sent = "read timeout", True
-    else:
-        kind, sent = "connection broken", True
-    return TransportError(f"transport: {kind} ({detail})", url=shown, kind=kind, sent=sent)
+        return TransportError.attempt_failed("connect failure", detail, url=shown)
+    if isinstance(err, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
+        return TransportError.attempt_failed("read timeout", detail, url=shown)
+    return TransportError.attempt_failed("connection broken", detail, url=shown)
 
 
 def _check_target_addresses(url: str, shown: str) -> None:
@@ -416,7 +407,5 @@ def _check_target_addresses(url: str, shown: str) -> None:
     try:
         infos = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
     except OSError as err:
-        raise TransportError(
-            f"transport: cannot resolve {host!r} ({err.strerror or err})", url=shown, kind="name resolution"
-        ) from None
+        raise TransportError.attempt_failed("name resolution", f"{host!r}: {err.strerror or err}", url=shown) from None
     check_resolved_addresses(host, [str(info[4][0]) for info in infos], url=shown)

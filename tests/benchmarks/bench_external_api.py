@@ -205,11 +205,10 @@ def import_ms(module: str, repeats: int = 7) -> float:
     return median_ms(samples)
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(workdir: Path, module: str = "tests.benchmarks.bench_server") -> tuple[subprocess.Popen[bytes], int]:
+    """Start a benchmark server module in its own process; return it and its port."""
     port_file = workdir / "port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.benchmarks.bench_server", str(workdir / "ca"), str(port_file)]
-    )
+    proc = subprocess.Popen([sys.executable, "-m", module, str(workdir / "ca"), str(port_file)])
     for _ in range(600):
         if port_file.exists() and port_file.read_text():
             return proc, int(port_file.read_text())

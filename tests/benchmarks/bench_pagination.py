@@ -13,13 +13,12 @@ import logging
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from tests.benchmarks.bench_external_api import configure_env, time_rounds, vm_hwm_kib
+from tests.benchmarks.bench_external_api import configure_env, start_server, time_rounds, vm_hwm_kib
 from tests.benchmarks.bench_paging_server import BIG_PAGES, LATENCY, PAGES, PER_PAGE
 
 ROUNDS = 7
@@ -33,19 +32,6 @@ COLUMNS = {
         {"name": "zip", "type": "text"},
     ],
 }
-
-
-def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port_file = workdir / "port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.benchmarks.bench_paging_server", str(workdir / "ca"), str(port_file)]
-    )
-    for _ in range(600):
-        if port_file.exists() and port_file.read_text():
-            return proc, int(port_file.read_text())
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the benchmark server did not start")
 
 
 def requests_loop(ca: str, port: int) -> list[Any]:
@@ -226,7 +212,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="campaign-bench-paging-") as tmp:
         workdir = Path(tmp)
-        proc, port = start_server(workdir)
+        proc, port = start_server(workdir, "tests.benchmarks.bench_paging_server")
         try:
             ca = configure_env(workdir, port)
             results = speed(ca, port)
