@@ -14,18 +14,20 @@ import random
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 from airflow_campaign_provider.exceptions import DeadlineExceededError, JobFailedError, MappingConfigError
-from airflow_campaign_provider.flow import Action, CallState, Clock, call_flow
 from airflow_campaign_provider.guardrails import check_headers
 from airflow_campaign_provider.json_paths import read_path, singular_path
 from airflow_campaign_provider.redaction import excerpt
-from airflow_campaign_provider.request import ApiRequest
-from airflow_campaign_provider.response import ApiResponse
 from airflow_campaign_provider.retry import parse_retry_after
-from airflow_campaign_provider.settings import ConnectionSettings
+
+if TYPE_CHECKING:  # the flow itself is imported when a job runs, not when a DAG file is parsed
+    from airflow_campaign_provider.flow import Action, Clock
+    from airflow_campaign_provider.request import ApiRequest
+    from airflow_campaign_provider.response import ApiResponse
+    from airflow_campaign_provider.settings import ConnectionSettings
 
 DEFAULTS: dict[str, Any] = {
     "status_url": "header:Location",
@@ -171,7 +173,8 @@ class JobDone:
     document: Any
 
 
-PollFlow = Generator[Action | PollWait, Any, JobDone]
+if TYPE_CHECKING:
+    PollFlow = Generator[Action | PollWait, Any, JobDone]
 
 
 def poll_flow(
@@ -190,6 +193,8 @@ def poll_flow(
     :raises JobFailedError: the status is one of ``job.failed``; the message has a short, scrubbed excerpt.
     :raises DeadlineExceededError: ``job.timeout`` passed first.
     """
+    from airflow_campaign_provider.flow import CallState, call_flow
+
     while True:
         call = CallState.start(now(), settings.timeout, deadline=state.deadline)
         response = yield from call_flow(status, settings, call, now, rng, accept=settings.retry_statuses)

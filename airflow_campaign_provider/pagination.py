@@ -16,15 +16,17 @@ import math
 import random
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urljoin
 
 from airflow_campaign_provider.exceptions import MappingConfigError, PaginationError
-from airflow_campaign_provider.flow import Action, CallState, Clock, Flow, call_flow
 from airflow_campaign_provider.json_paths import singular_path
-from airflow_campaign_provider.request import ApiRequest
-from airflow_campaign_provider.response import ApiResponse
-from airflow_campaign_provider.settings import ConnectionSettings
+
+if TYPE_CHECKING:  # the flow itself is imported when a fetch runs, not when a DAG file is parsed
+    from airflow_campaign_provider.flow import Action, Clock, Flow
+    from airflow_campaign_provider.request import ApiRequest
+    from airflow_campaign_provider.response import ApiResponse
+    from airflow_campaign_provider.settings import ConnectionSettings
 
 DEFAULT_MAX_PAGES = 100
 MAX_MAX_PAGES = 10_000
@@ -515,7 +517,8 @@ class FetchSummary:
     truncated: bool
 
 
-PagedFlow = Generator[Action | Page | Parallel, Any, FetchSummary]
+if TYPE_CHECKING:
+    PagedFlow = Generator[Action | Page | Parallel, Any, FetchSummary]
 
 
 def paginate_flow(
@@ -536,6 +539,8 @@ def paginate_flow(
         reached with more to fetch under ``on_max_pages: "fail"``.
     :raises RequestFailedError: any page's call failed.
     """
+    from airflow_campaign_provider.flow import CallState, call_flow
+
     deadline = now() + config.timeout
     paginator = paginator_for(config, first)
     seen: set[str] = set()
