@@ -11,7 +11,7 @@ Its progress is a :class:`JobState` of plain data, so a restarted triggerer resu
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -232,6 +232,3 @@ def idempotency_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> s
 
     digest = hashlib.sha256("\x1f".join((dag_id, run_id, task_id, str(map_index))).encode()).hexdigest()
     return f"airflow-{digest[:40]}"
-
-
-StatusBuilder = Callable[[str], ApiRequest]
