@@ -13,7 +13,6 @@ is checked at parse time).
 from __future__ import annotations
 
 import contextlib
-import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -413,7 +412,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 self.log.warning(
                     "The job's status URL carries a secret, which trigger kwargs must not: polling on the worker"
                 )
-            done = hook.runner.run(poll_flow(config, status, state, hook.settings, hook.clock.now, random.Random()))
+            done = hook.runner.run(poll_flow(config, status, state, hook.settings, hook.clock.now, hook.runner.rng))
             final, document = done.response, done.document
         self._job_summary = {"status": state.last_status, "polls": state.polls}
         result_url = result_url_of(config, final, document)
