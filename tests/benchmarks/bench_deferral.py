@@ -77,9 +77,12 @@ def worker_seconds(cluster: AirflowCluster, run_id: str, tasks: tuple[str, ...])
     spent = dict.fromkeys(tasks, 0.0)
     step = 0.2
     while cluster.run_state("waiting_cost", run_id) not in ("success", "failed"):
-        ids = dict(cluster.query("SELECT id, task_id FROM task_instance WHERE run_id = ?", run_id))
+        # The id is stored as 32 hex digits; the title shows it with dashes.
+        ids = {str(ti).replace("-", ""): task for ti, task in cluster.query(
+            "SELECT id, task_id FROM task_instance WHERE run_id = ?", run_id
+        )}  # fmt: skip
         for title in cluster.task_processes():
-            task = next((task for ti, task in ids.items() if ti in title), None)
+            task = next((task for ti, task in ids.items() if ti in title.replace("-", "")), None)
             if task in spent:
                 spent[task] += step
         time.sleep(step)
