@@ -36,7 +36,7 @@ ui-deps:
 
 # A local Airflow web UI on the sample DAGs, with the demo API, SMTP server and connections. Ctrl-C stops it all.
 ui: venv
-	$(BIN)/python -m airflow_campaign_provider.demo.ui --dags-folder dags --airflow-home .ui/airflow --state-dir .ui/demo
+	$(BIN)/python -m demo.ui --dags-folder dags --airflow-home .ui/airflow --state-dir .ui/demo
 
 # Side by side with HttpHook and plain requests, in one run (about 2 minutes).
 bench: venv
@@ -44,7 +44,7 @@ bench: venv
 
 # The sample DAGs end to end, against the local campaign API and SMTP server.
 demo: venv
-	$(BIN)/python -m airflow_campaign_provider.demo.run --dags-folder dags --airflow-home .airflow --state-dir .demo
+	$(BIN)/python -m demo.run --dags-folder dags --airflow-home .airflow --state-dir .demo
 
 # Re-pin the tested set after changing dependencies: resolves from pyproject.toml, writes constraints.txt.
 constraints:

@@ -13,17 +13,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
-from airflow_campaign_provider.campaign.tasks import deliver_messages
-from airflow_campaign_provider.demo.switch import FAILURE_HEADERS, failure_switch
-from airflow_campaign_provider.demo.tasks import select_audience
+from airflow_campaign_provider.campaign.tasks import deliver_messages, select_audience
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
 TEMPLATES = Path(__file__).parent / "templates"
+AUDIENCE_SQL = "SELECT id, email, first_name, locale, zip, region, segment, email_consent FROM campaign_profiles"
+# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow) as the X-Demo-Fail header asks.
+# Drop the param and the header when you point a copy of this DAG at your own API.
+DEMO_FAIL = Param(
+    None,
+    type=["null", "string"],
+    enum=[None, "500", "503", "html", "invalid", "slow"],
+    title="Demo API failure switch",
+    description="Make the demo API fail, to see the failure handling. Leave empty for a normal run.",
+)
+DEMO_FAIL_HEADER = {"X-Demo-Fail": "{{ params.demo_fail or '' }}"}
 
 
-@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": failure_switch()})
+@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": DEMO_FAIL})
 def campaign_coupons() -> None:
     @task
     def zip_codes(profiles: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -31,12 +40,12 @@ def campaign_coupons() -> None:
 
         return [{"zip": zip_code} for zip_code in distinct(with_consent(profiles), "zip")]
 
-    audience = select_audience()
+    audience = select_audience(AUDIENCE_SQL)
     coupons = ExternalApiOperator(
         task_id="fetch_coupons",
         conn_id="campaign_demo_oauth",
         endpoint="coupons",
-        headers=FAILURE_HEADERS,
+        headers=DEMO_FAIL_HEADER,
         inbound={"rows": zip_codes(audience), "columns": ["zip"], "params": {"campaign": "spring"}, "add_count": True},
         outbound={
             "records": "$.data[*]",
@@ -71,8 +80,8 @@ def campaign_coupons() -> None:
     coupon_messages = personalize_coupons(audience, coupons.output)
     fallback_messages = personalize_fallback(audience)
     coupons >> fallback_messages
-    deliver_messages.override(task_id="deliver_coupons")(coupon_messages)
-    deliver_messages.override(task_id="deliver_fallback")(fallback_messages)
+    deliver_messages.override(task_id="deliver_coupons")(coupon_messages, smtp_conn_id="smtp_demo")
+    deliver_messages.override(task_id="deliver_fallback")(fallback_messages, smtp_conn_id="smtp_demo")
 
 
 campaign_coupons()

@@ -10,24 +10,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
-from airflow_campaign_provider.campaign.tasks import deliver_messages
-from airflow_campaign_provider.demo.switch import FAILURE_HEADERS, failure_switch
-from airflow_campaign_provider.demo.tasks import select_audience
+from airflow_campaign_provider.campaign.tasks import deliver_messages, select_audience
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
 TEMPLATES = Path(__file__).parent / "templates"
+AUDIENCE_SQL = "SELECT id, email, first_name, locale, zip, region, segment, email_consent FROM campaign_profiles"
+# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow) as the X-Demo-Fail header asks.
+# Drop the param and the header when you point a copy of this DAG at your own API.
+DEMO_FAIL = Param(
+    None,
+    type=["null", "string"],
+    enum=[None, "500", "503", "html", "invalid", "slow"],
+    title="Demo API failure switch",
+    description="Make the demo API fail, to see the failure handling. Leave empty for a normal run.",
+)
+DEMO_FAIL_HEADER = {"X-Demo-Fail": "{{ params.demo_fail or '' }}"}
 OFFERS = Asset("campaign_demo_offers")
 
 
-@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": failure_switch()})
+@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": DEMO_FAIL})
 def campaign_offers() -> None:
     offers = ExternalApiOperator(
         task_id="fetch_offers",
         conn_id="campaign_demo_oauth",
         endpoint="offers",
-        headers=FAILURE_HEADERS,
+        headers=DEMO_FAIL_HEADER,
         response_schema="schemas/offers.schema.json",
         outbound={
             "records": "$.offers[*]",
@@ -57,7 +66,9 @@ def campaign_offers() -> None:
         with_offer, _ = partition(join_by(profiles, best, "segment", prefix="offer_"), "offer_id")
         return list(personalize(with_offer, TEMPLATES / "offers"))
 
-    deliver_messages(personalize_offers(select_audience(), best_offers(offers.output)))
+    deliver_messages(
+        personalize_offers(select_audience(AUDIENCE_SQL), best_offers(offers.output)), smtp_conn_id="smtp_demo"
+    )
 
 
 campaign_offers()

@@ -9,17 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
-from airflow_campaign_provider.campaign.tasks import deliver_messages
-from airflow_campaign_provider.demo.switch import FAILURE_HEADERS, failure_switch
-from airflow_campaign_provider.demo.tasks import select_audience
+from airflow_campaign_provider.campaign.tasks import deliver_messages, select_audience
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
 TEMPLATES = Path(__file__).parent / "templates"
+AUDIENCE_SQL = "SELECT id, email, first_name, locale, zip, region, segment, email_consent FROM campaign_profiles"
+# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow) as the X-Demo-Fail header asks.
+# Drop the param and the header when you point a copy of this DAG at your own API.
+DEMO_FAIL = Param(
+    None,
+    type=["null", "string"],
+    enum=[None, "500", "503", "html", "invalid", "slow"],
+    title="Demo API failure switch",
+    description="Make the demo API fail, to see the failure handling. Leave empty for a normal run.",
+)
+DEMO_FAIL_HEADER = {"X-Demo-Fail": "{{ params.demo_fail or '' }}"}
 
 
-@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": failure_switch()})
+@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": DEMO_FAIL})
 def campaign_weather() -> None:
     @task
     def regions(profiles: list[dict[str, Any]]) -> str:
@@ -27,13 +36,13 @@ def campaign_weather() -> None:
 
         return ",".join(distinct(with_consent(profiles), "region"))
 
-    audience = select_audience()
+    audience = select_audience(AUDIENCE_SQL)
     forecasts = ExternalApiOperator(
         task_id="fetch_weather",
         conn_id="campaign_demo_apikey",
         endpoint="weather",
         query_params={"regions": regions(audience)},
-        headers=FAILURE_HEADERS,
+        headers=DEMO_FAIL_HEADER,
         outbound={
             "records": "$.forecasts[*]",
             "columns": [
@@ -54,7 +63,7 @@ def campaign_weather() -> None:
         with_forecast, _ = partition(join_by(profiles, forecasts, "region", prefix="weather_"), "weather_condition")
         return list(personalize(with_forecast, TEMPLATES / "weather", variant_field="weather_condition"))
 
-    deliver_messages(personalize_weather(audience, forecasts.output))
+    deliver_messages(personalize_weather(audience, forecasts.output), smtp_conn_id="smtp_demo")
 
 
 campaign_weather()

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from email.utils import parseaddr
 from typing import Any, TypedDict
 
+from airflow_campaign_provider.campaign.errors import CampaignError
 from airflow_campaign_provider.campaign.ledger import DeliveryKey, DeliveryLedger, SqliteDeliveryLedger
-from airflow_campaign_provider.exceptions import ExternalApiError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class DeliveryReport(TypedDict):
     skipped_invalid_address: int
 
 
-class DeliveryError(ExternalApiError):
+class DeliveryError(CampaignError):
     """Sending stopped part-way; the messages sent before it are recorded, so a retry sends the rest."""
 
     rule = "delivery"

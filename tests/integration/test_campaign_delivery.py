@@ -17,7 +17,7 @@ import pytest
 from airflow_campaign_provider.campaign.delivery import DeliveryError, deliver, message_id
 from airflow_campaign_provider.campaign.ledger import DeliveryKey, SqliteDeliveryLedger
 from airflow_campaign_provider.campaign.personalize import Message, personalize
-from airflow_campaign_provider.demo.smtp_sink import SmtpSink
+from demo.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from airflow_campaign_provider.demo.audience import load_audience
-from airflow_campaign_provider.demo.environment import DemoEnvironment
+from demo import switch
+from demo.audience import load_audience
+from demo.environment import DemoEnvironment
 from tests.support.airflow_run import DagRunResult, run_dag
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,9 @@ RUNTIME_ONLY = (
     "airflow_campaign_provider.campaign.personalize",
     "airflow_campaign_provider.campaign.delivery",
     "airflow.providers.smtp.hooks.smtp",
+    "airflow.providers.common.sql.hooks.sql",
+    "airflow.providers.sqlite.hooks.sqlite",
+    "airflow_campaign_provider.campaign.audience_db",
 )
 
 
@@ -179,9 +183,21 @@ def test_the_dags_folder_loads_without_errors_and_parses_light() -> None:
         f"bag = DagBag(dag_folder={str(REPO_DAGS)!r})\n"
         "print(sorted(bag.dag_ids)); print(bag.import_errors)\n"
         f"print(sorted(m for m in {RUNTIME_ONLY!r} if m in sys.modules))\n"
+        "print(sorted(m for m in sys.modules if m == 'demo' or m.startswith('demo.')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    dag_ids, errors, heavy = out.strip().splitlines()[-3:]
+    dag_ids, errors, heavy, demo_modules = out.strip().splitlines()[-4:]
     assert dag_ids == str(sorted(SAMPLE_DAGS))
     assert errors == "{}"
     assert heavy == "[]", "parsing the sample DAGs must not import what only running tasks need"
+    assert demo_modules == "[]", "the sample DAGs import nothing from the demo"
+
+
+def test_each_dags_failure_switch_offers_exactly_what_the_demo_api_does() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_DAGS))
+    for dag_id in SAMPLE_DAGS:
+        param = bag.get_dag(dag_id).params.get_param("demo_fail")
+        assert param.value is None
+        assert param.schema["enum"] == [None, *switch.FAILURES], dag_id

@@ -1,7 +1,7 @@
 """Run the demo environment, or print its connections for a shell.
 
-``python -m airflow_campaign_provider.demo serve --state-dir .demo`` serves until Ctrl-C or SIGTERM;
-``eval "$(python -m airflow_campaign_provider.demo env --state-dir .demo)"`` then gives another
+``python -m demo serve --state-dir .demo`` serves until Ctrl-C or SIGTERM;
+``eval "$(python -m demo env --state-dir .demo)"`` then gives another
 shell (an Airflow scheduler, say) the ``AIRFLOW_CONN_*`` variables of the running environment.
 """
 
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from airflow_campaign_provider.demo.environment import (
+from demo.environment import (
     STATE_FILE,
     DemoEnvironment,
     connection_env_vars,
@@ -48,14 +48,16 @@ def serve(state_dir: Path, api_port: int, smtp_port: int) -> None:
 def print_env(state_dir: Path) -> None:
     """Print ``export AIRFLOW_CONN_...`` lines for the environment described by ``state_dir/demo.json``."""
     state = json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8"))
-    connections = demo_connections(state["base_url"], state["smtp_port"], Path(state["ca_cert"]))
+    connections = demo_connections(
+        state["base_url"], state["smtp_port"], Path(state["ca_cert"]), Path(state["audience_db"])
+    )
     for name, value in connection_env_vars(connections).items():
         sys.stdout.write(f"export {name}={shlex.quote(value)}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_campaign_provider.demo",
+        prog="python -m demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

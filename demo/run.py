@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_campaign_provider.demo.environment import DemoEnvironment
+from demo.environment import DemoEnvironment
 
 
 @dataclass(frozen=True)
