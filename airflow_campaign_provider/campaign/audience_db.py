@@ -10,33 +10,38 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_campaign_provider.campaign.audience import Row
 from airflow_campaign_provider.campaign.errors import AudienceDataError
 from airflow_campaign_provider.campaign.sql import db_hook, fetch_dicts
 
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
 DEFAULT_BOOLEAN_COLUMNS = ("email_consent",)
 
 
 def read_profiles(
-    conn_id: str,
+    conn: str | DbApiHook,
     sql: str,
     parameters: Sequence[Any] = (),
     *,
     boolean_columns: Collection[str] = DEFAULT_BOOLEAN_COLUMNS,
+    key: str = "id",
 ) -> list[Row]:
-    """The rows of ``sql`` on ``conn_id`` as dicts, with ``boolean_columns`` as real booleans.
+    """The rows of ``sql`` on a SQL connection (its id, or its hook) as dicts, ``boolean_columns`` as booleans.
 
-    :raises AudienceDataError: a boolean column holds something other than a boolean, 0, 1 or NULL.
+    :raises AudienceDataError: a boolean column holds something other than a boolean, 0, 1 or NULL;
+        the message names the row by its ``key`` column.
     """
-    hook = db_hook(conn_id)
-    with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cursor:
+    hook = db_hook(conn) if isinstance(conn, str) else conn
+    with closing(hook.get_conn()) as db, closing(db.cursor()) as cursor:
         rows = fetch_dicts(cursor, sql, parameters)
     for row in rows:
         for column in boolean_columns:
             if column in row:
-                row[column] = as_boolean(row[column], column, row.get("id"))
+                row[column] = as_boolean(row[column], column, row.get(key))
     return rows
 
 
