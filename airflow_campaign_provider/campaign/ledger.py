@@ -226,14 +226,21 @@ class SqlDeliveryLedger:
                 # Concurrent writers wait for the lock instead of failing at once; readers never block writers.
                 cursor.execute("PRAGMA busy_timeout = 30000")
                 cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} ("
-                f" dag_id {id_type} NOT NULL, run_id {id_type} NOT NULL, profile_id {id_type} NOT NULL,"
-                f" owner TEXT NOT NULL, attempt INTEGER NOT NULL, claimed_at {time_type} NOT NULL,"
-                f" delivered_at {time_type}, message_id TEXT,"
-                " PRIMARY KEY (dag_id, run_id, profile_id))"
-            )
-        conn.commit()
+            try:
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                    f" dag_id {id_type} NOT NULL, run_id {id_type} NOT NULL, profile_id {id_type} NOT NULL,"
+                    f" owner TEXT NOT NULL, attempt INTEGER NOT NULL, claimed_at {time_type} NOT NULL,"
+                    f" delivered_at {time_type}, message_id TEXT,"
+                    " PRIMARY KEY (dag_id, run_id, profile_id))"
+                )
+                conn.commit()
+            except Exception:
+                # PostgreSQL's IF NOT EXISTS is not atomic: two first deliveries at once can both create the
+                # table, and one fails. That one is fine if the table is there now.
+                conn.rollback()
+                cursor.execute(f"SELECT 1 FROM {self.table} WHERE 1 = 0")  # noqa: S608
+                conn.commit()
         self._conn = conn
         return conn
 

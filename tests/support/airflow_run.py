@@ -115,7 +115,10 @@ def run_dag(dag_file: Path, dag_id: str, **test_kwargs: Any) -> DagRunResult:
     for ti in run.get_task_instances():
         by_task.setdefault(ti.task_id, set()).add(_plain(ti.state))
     # A mapped task whose instances ended differently shows them all, e.g. "failed,success".
-    states = {task_id: ",".join(sorted(map(str, found))) if len(found) > 1 else found.pop() for task_id, found in by_task.items()}
+    states = {
+        task_id: ",".join(sorted(map(str, found))) if len(found) > 1 else found.pop()
+        for task_id, found in by_task.items()
+    }
     return DagRunResult(dag_id, run.run_id, str(_plain(run.state)), states)
 
 
