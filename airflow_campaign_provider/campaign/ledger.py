@@ -156,7 +156,10 @@ class SqlDeliveryLedger:
                     f"SELECT profile_id, owner, attempt, delivered_at FROM {self.table} WHERE {keys}",  # noqa: S608
                     (dag_id, run_id, *chunk),
                 )
-                for profile_id, owner, attempt, delivered_at in cursor.fetchall():
+                order = {profile_id: index for index, profile_id in enumerate(chunk)}
+                # In the caller's order, so that messages go out in the order they were given.
+                rows = sorted(cursor.fetchall(), key=lambda row: order[row[0]])
+                for profile_id, owner, attempt, delivered_at in rows:
                     if delivered_at is not None:
                         claims.delivered.append(profile_id)
                     elif (owner, attempt) == claimer:
