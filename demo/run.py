@@ -90,9 +90,9 @@ def _report(demo_run: DemoRun, seconds: float, new_mail: list[Path]) -> str:
             total = Counter[str]()
             for batch in batches:
                 total.update(batch["delivery"])
+            plural = "es" * (len(batches) != 1)
             lines.append(
-                f"  delivered  {total['sent']:,} messages in {len(batches)} batch{'es' * (len(batches) != 1)} ({task_id}); "
-                f"skipped: "
+                f"  delivered  {total['sent']:,} messages in {len(batches)} batch{plural} ({task_id}); skipped: "
                 f"{total['skipped_no_consent']:,} without consent, {total['skipped_already_sent']:,} already sent"
             )
     if new_mail:
