@@ -25,12 +25,14 @@ from demo.environment import (
 )
 
 
-def serve(state_dir: Path, api_port: int, smtp_port: int) -> None:
+def serve(state_dir: Path, api_port: int, smtp_port: int, dedupe_message_ids: bool = False) -> None:
     """Start the environment, print where it is, and block until SIGINT or SIGTERM."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops as cleanly as Ctrl-C
     with (
         contextlib.suppress(KeyboardInterrupt),
-        DemoEnvironment(state_dir, api_port=api_port, smtp_port=smtp_port) as env,
+        DemoEnvironment(
+            state_dir, api_port=api_port, smtp_port=smtp_port, dedupe_message_ids=dedupe_message_ids
+        ) as env,
     ):
         state = env.describe()
         sys.stdout.write(
@@ -68,9 +70,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         sub.add_argument("--state-dir", type=Path, default=Path(".demo"), help="default: .demo")
     serve_parser.add_argument("--api-port", type=int, default=0, help="default: a free port")
     serve_parser.add_argument("--smtp-port", type=int, default=0, help="default: a free port")
+    serve_parser.add_argument(
+        "--dedupe-message-ids", action="store_true", help="drop a message whose Message-ID was stored already"
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.state_dir, args.api_port, args.smtp_port)
+        serve(args.state_dir, args.api_port, args.smtp_port, args.dedupe_message_ids)
     else:
         print_env(args.state_dir)
 

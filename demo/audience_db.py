@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
-from demo.audience import COLUMNS, Profile
+from demo.audience import COLUMNS, Profile, render_csv
 
 TABLE = "campaign_profiles"
 _SQLITE_SCHEMA = (
@@ -32,3 +33,27 @@ def load_sqlite(path: Path, profiles: Sequence[Profile]) -> Path:
             [tuple(profile[column] for column in COLUMNS) for profile in profiles],  # type: ignore[literal-required]
         )
     return path
+
+
+_POSTGRES_SCHEMA = (
+    f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, email TEXT NOT NULL, first_name TEXT NOT NULL,"
+    " locale TEXT NOT NULL, zip TEXT NOT NULL, region TEXT NOT NULL, segment TEXT NOT NULL,"
+    " email_consent BOOLEAN NOT NULL)"
+)
+
+
+def load_postgres(url: str, profiles: Sequence[Profile]) -> None:
+    """Create the ``campaign_profiles`` table in the database at ``url`` and fill it with ``COPY`` (fast)."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {TABLE}")
+            cursor.execute(_POSTGRES_SCHEMA)
+            cursor.copy_expert(
+                f"COPY {TABLE} FROM STDIN WITH (FORMAT csv, HEADER true)", io.StringIO(render_csv(profiles))
+            )
+            cursor.execute(f"ANALYZE {TABLE}")
+    finally:
+        conn.close()

@@ -79,13 +79,16 @@ class DemoEnvironment:
     :param state_dir: where the CA, the outbox and ``demo.json`` live.
     :param api_port: the API's port; 0 picks a free one.
     :param smtp_port: the SMTP sink's port; 0 picks a free one.
+    :param dedupe_message_ids: let the sink drop a message whose ``Message-ID`` it already stored (see ``smtp_sink``).
     """
 
-    def __init__(self, state_dir: Path, *, api_port: int = 0, smtp_port: int = 0) -> None:
+    def __init__(
+        self, state_dir: Path, *, api_port: int = 0, smtp_port: int = 0, dedupe_message_ids: bool = False
+    ) -> None:
         self.state_dir = state_dir.resolve()
         self.ca = ensure_local_ca(self.state_dir / "ca")
         self.api = CampaignApi(self.ca, api_port)
-        self.smtp = SmtpSink(self.state_dir / "outbox", smtp_port)
+        self.smtp = SmtpSink(self.state_dir / "outbox", smtp_port, dedupe_message_ids=dedupe_message_ids)
         self.audience_db = self.state_dir / AUDIENCE_DB_FILE
 
     def __enter__(self) -> DemoEnvironment:
