@@ -33,7 +33,7 @@ from typing import IO, Any
 from demo.audience import generate_audience
 from demo.audience_db import load_postgres
 from demo.environment import AUDIENCE_CONN_ID, STATE_FILE, connection_env_vars, demo_connections
-from demo.services import LocalPostgres, LocalRedis, free_port, start_group, stop_group
+from demo.services import LocalPostgres, LocalRedis, free_port, start_group, stop_group, stop_groups
 from demo.worker_name import WORKER_NAME_VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,10 +208,7 @@ class ScaleStack:
         """Stop Airflow's components, the demo, Redis and PostgreSQL, in that order; whatever happens, all stop."""
         self._sampling.set()
         processes, self._components = self._components, []
-        for process in reversed(processes):
-            signal_group = signal.SIGTERM
-            with contextlib.suppress(Exception):
-                stop_group(process, signal_group, grace=20)
+        stop_groups(processes, grace=30)
         if self._demo is not None:
             stop_group(self._demo)
             self._demo = None

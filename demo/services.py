@@ -42,19 +42,33 @@ def stop_group(
     process: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM, grace: float = STOP_GRACE_SECONDS
 ) -> None:
     """Send ``sig`` to the process group, wait up to ``grace`` s for all of it to exit, then SIGKILL the rest."""
-    signal_group(process.pid, sig)
+    stop_groups([process], sig, grace)
+
+
+def stop_groups(
+    processes: Sequence[subprocess.Popen[bytes]],
+    sig: signal.Signals = signal.SIGTERM,
+    grace: float = STOP_GRACE_SECONDS,
+) -> None:
+    """:func:`stop_group` for several groups at once: one grace period for all of them, not one each."""
+    for process in processes:
+        signal_group(process.pid, sig)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        process.poll()  # reap the leader, so that it does not keep the group alive as a zombie
-        try:
-            os.killpg(process.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            break
+    running = list(processes)
+    while running and time.monotonic() < deadline:
+        for process in list(running):
+            process.poll()  # reap the leader, so that it does not keep the group alive as a zombie
+            try:
+                os.killpg(process.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                running.remove(process)
         time.sleep(0.1)
     # Whatever did not stop in time goes; children can outlive their leader.
-    signal_group(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(grace)
+    for process in processes:
+        signal_group(process.pid, signal.SIGKILL)
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
 
 
 def start_group(command: Sequence[str], log: IO[bytes], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

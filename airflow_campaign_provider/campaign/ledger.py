@@ -140,7 +140,7 @@ class SqlDeliveryLedger:
         claims = Claims()
         for start in range(0, len(profile_ids), CHUNK):
             chunk = [str(pid) for pid in profile_ids[start : start + CHUNK]]
-            with self._transaction() as (cursor, ph):
+            with self._cursor() as (cursor, ph):
                 now = time.time()
                 self._insert_claims(cursor, dag_id, run_id, chunk, claimer, now)
                 keys = f"dag_id = {ph} AND run_id = {ph} AND profile_id IN ({', '.join([ph] * len(chunk))})"
@@ -169,7 +169,7 @@ class SqlDeliveryLedger:
         return claims
 
     def mark_delivered(self, key: DeliveryKey, message_id: str, claimer: Claimer) -> bool:
-        with self._transaction() as (cursor, ph):
+        with self._cursor() as (cursor, ph):
             cursor.execute(
                 f"UPDATE {self.table} SET delivered_at = {ph}, message_id = {ph} "  # noqa: S608
                 f"WHERE dag_id = {ph} AND run_id = {ph} AND profile_id = {ph} "
@@ -182,7 +182,7 @@ class SqlDeliveryLedger:
         return marked
 
     def is_delivered(self, key: DeliveryKey) -> bool:
-        with self._transaction() as (cursor, ph):
+        with self._cursor() as (cursor, ph):
             cursor.execute(
                 f"SELECT 1 FROM {self.table} WHERE dag_id = {ph} AND run_id = {ph} AND profile_id = {ph} "  # noqa: S608
                 "AND delivered_at IS NOT NULL",
@@ -204,16 +204,15 @@ class SqlDeliveryLedger:
         )
 
     @contextmanager
-    def _transaction(self) -> Iterator[tuple[Any, str]]:
-        """A cursor in a transaction that commits when the block ends and rolls back if it raises."""
+    def _cursor(self) -> Iterator[tuple[Any, str]]:
+        """A cursor on the ledger's connection, which is in autocommit mode, and the parameter placeholder.
+
+        Each statement commits on its own: every rule above rests on one statement being atomic, and
+        a mark then costs one round trip, not two.
+        """
         conn = self._conn if self._conn is not None else self._open()
         with closing(conn.cursor()) as cursor:
-            try:
-                yield cursor, self._ph
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+            yield cursor, self._ph
 
     def _open(self) -> Any:
         """Connect through the connection's ``DbApiHook`` and create the table if it is missing."""
@@ -223,6 +222,10 @@ class SqlDeliveryLedger:
         self._dialect = _dialect_of(hook)
         self._ph = hook.placeholder
         conn = hook.get_conn()
+        if self._dialect == "sqlite":
+            conn.isolation_level = None  # the standard library's sqlite3 autocommit (3.11)
+        else:
+            hook.set_autocommit(conn, True)
         _, _, time_type, id_type = _DIALECTS[self._dialect]
         with closing(conn.cursor()) as cursor:
             if self._dialect == "sqlite":
@@ -237,13 +240,10 @@ class SqlDeliveryLedger:
                     f" delivered_at {time_type}, message_id TEXT,"
                     " PRIMARY KEY (dag_id, run_id, profile_id))"
                 )
-                conn.commit()
             except Exception:
                 # PostgreSQL's IF NOT EXISTS is not atomic: two first deliveries at once can both create the
                 # table, and one fails. That one is fine if the table is there now.
-                conn.rollback()
                 cursor.execute(f"SELECT 1 FROM {self.table} WHERE 1 = 0")  # noqa: S608
-                conn.commit()
         self._conn = conn
         return conn
 
