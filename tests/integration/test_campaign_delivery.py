@@ -282,3 +282,23 @@ def test_two_concurrent_deliveries_of_one_batch_send_every_message_once(relay: R
     assert len({str(m["Message-ID"]) for m in relay.messages()}) == 600
     assert sum(r["sent"] for r in results) == 600
     assert sum(r["skipped_already_sent"] for r in results) == 600, "each saw the other's messages delivered"
+
+
+def test_a_deduplicating_relay_stores_a_resent_message_once_and_logs_it(tmp_path: Path, monkeypatch) -> None:
+    """The remedy for the one remaining window, as the scale runs' sink applies it."""
+    sink = SmtpSink(tmp_path / "outbox", dedupe_message_ids=True).start()
+    try:
+        extra = {"disable_tls": True, "disable_ssl": True, "from_email": "c@example.com", "retry_limit": 0}
+        conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port, "extra": extra}
+        monkeypatch.setenv("AIRFLOW_CONN_DEDUPE_RELAY", json.dumps(conn))
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with SmtpHook(smtp_conn_id="dedupe_relay") as hook:
+            for mid in ("<a@example.com>", "<b@example.com>", "<a@example.com>"):
+                hook.send_email_smtp(
+                    to="x@example.com", subject="s", html_content="b", custom_headers={"Message-ID": mid}
+                )
+    finally:
+        sink.stop()
+    assert sorted(str(m["Message-ID"]) for m in sink.messages()) == ["<a@example.com>", "<b@example.com>"]
+    assert (tmp_path / "duplicates.log").read_text() == "<a@example.com>\n"

@@ -86,6 +86,11 @@ def test_a_worker_killed_mid_batch_loses_no_message_and_sends_none_twice(tmp_pat
 
         files, recipients, message_ids = count_outbox(stack.outbox)
         dropped = stack.duplicates_log.read_text().split() if stack.duplicates_log.exists() else []
+        print(
+            f"\nKilled {victim} ({len(killed)} processes) while batch {victim_batch} had {delivered_before} of "
+            f"{claimed} claimed messages marked; try {last.try_number} on {last.worker} sent {took_over['sent']} "
+            f"and found {took_over['skipped_already_sent']} delivered; the relay dropped {len(dropped)} re-sent"
+        )
 
     assert recipients == consenting, "every consenting profile exactly once, none missing, nobody else"
     assert files == len(message_ids) == consenting.total()
