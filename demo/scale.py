@@ -33,7 +33,7 @@ from typing import IO, Any
 from demo.audience import generate_audience
 from demo.audience_db import load_postgres
 from demo.environment import AUDIENCE_CONN_ID, STATE_FILE, connection_env_vars, demo_connections
-from demo.services import LocalPostgres, LocalRedis, free_port, start_group, stop_group, stop_groups
+from demo.services import LocalPostgres, LocalRedis, Service, free_port, start_group, stop_group, stop_groups
 from demo.worker_name import WORKER_NAME_VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ class DagReport:
         return lines
 
 
-class ScaleStack:
+class ScaleStack(Service):
     """Everything ``make scale`` runs, as a context manager that stops it all.
 
     :param state_dir: logs, the outbox and the Airflow home; emptied first.
@@ -166,16 +166,6 @@ class ScaleStack:
         return self.state_dir / "demo" / "duplicates.log"
 
     # Start and stop ---------------------------------------------------------------------------
-
-    def __enter__(self) -> ScaleStack:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def start(self) -> ScaleStack:
         for stale in ("airflow", "demo", "logs"):

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 STOP_GRACE_SECONDS = 15.0
 
@@ -89,6 +89,29 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeo
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+_S = TypeVar("_S", bound="Service")
+
+
+class Service:
+    """A server with ``start`` and ``stop``, as a context manager; a start that fails half-way stops what it began."""
+
+    def start(self: _S) -> _S:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
 def postgres_bin_dir() -> Path:
     """The newest ``/usr/lib/postgresql/<version>/bin`` that has ``initdb``."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
@@ -97,7 +120,7 @@ def postgres_bin_dir() -> Path:
     return found[-1].parent
 
 
-class LocalPostgres:
+class LocalPostgres(Service):
     """A PostgreSQL cluster in a new temporary directory, on 127.0.0.1 only, with password authentication.
 
     The directory is made directly under the system's temporary folder, so that the ``postgres``
@@ -202,7 +225,7 @@ class LocalPostgres:
         return name
 
     def stop(self) -> None:
-        """Stop the server (a fast shutdown on SIGTERM), remove its directory and close its log."""
+        """Stop the server (PostgreSQL's fast shutdown), remove its directory and close its log."""
         process, self._process = self._process, None
         if process is not None:
             stop_group(process, signal.SIGINT)  # PostgreSQL's fast shutdown; SIGTERM would wait for clients
@@ -211,18 +234,8 @@ class LocalPostgres:
             self._log.close()
             self._log = None
 
-    def __enter__(self) -> LocalPostgres:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-class LocalRedis:
+class LocalRedis(Service):
     """A Redis server on 127.0.0.1 without persistence, from ``root``."""
 
     def __init__(self, root: Path) -> None:
@@ -256,13 +269,3 @@ class LocalRedis:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def __enter__(self) -> LocalRedis:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
