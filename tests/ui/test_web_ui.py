@@ -210,15 +210,15 @@ def test_failure_switch_takes_the_failure_branch_in_the_grid(stack: UiStack, pag
     page.goto(f"{stack.url}/dags/campaign_coupons/runs/{run_id}")
     expected = {
         "fetch_coupons": "Success",
-        "personalize_coupons": "Skipped",
+        "plan_coupon_batches": "Skipped",
         "deliver_coupons": "Skipped",
-        "personalize_fallback": "Success",
+        "plan_fallback_batches": "Success",
         "deliver_fallback": "Success",
     }
     for task_id, state in expected.items():
         row = page.locator("tr").filter(has=page.get_by_role("link", name=task_id, exact=True))
         expect(row).to_contain_text(state)
-    for task_id in ("personalize_coupons", "deliver_coupons"):
+    for task_id in ("plan_coupon_batches", "deliver_coupons"):
         expect(page.get_by_test_id(f"grid-{run_id}-{task_id}")).to_be_visible()
     shot(page, "11-failure-branch-grid")
     page.goto(f"{stack.url}/dags/campaign_coupons")
