@@ -113,6 +113,7 @@ def deliver(
 
     with ExitStack() as stack:
         sender = _LazySmtp(smtp_conn_id, from_email, ledger.lease_seconds, stack)
+        sender.check_lease()
         batch = _Batch(dag_id, run_id, ledger, claimer, report)
         held = batch.claim_and_send(list(pending), pending, sender)
         # Wait for the profiles other deliveries hold: each is delivered by them, or taken over here
@@ -149,6 +150,14 @@ class _LazySmtp:
         self._send: Callable[[DeliveryKey, Mapping[str, Any]], str] | None = None
         self.timeout = DEFAULT_SMTP_TIMEOUT
 
+    def check_lease(self) -> None:
+        """A claim must outlast a send with room to spare, or renewing it would never end."""
+        if self.timeout >= self.lease_seconds / 2:
+            raise CampaignConfigError(
+                f"The SMTP timeout of {self.smtp_conn_id!r} ({self.timeout:g} s) must be under half the ledger's "
+                f"lease ({self.lease_seconds:g} s), so that a claim is renewed before a send can outlast it"
+            )
+
     def send(self, key: DeliveryKey, message: Mapping[str, Any]) -> str:
         """Send one message; return its Message-ID."""
         if self._send is None:
@@ -161,11 +170,7 @@ class _LazySmtp:
 
         hook = self._stack.enter_context(SmtpHook(smtp_conn_id=self.smtp_conn_id))
         self.timeout = float(hook.timeout)
-        if self.timeout >= self.lease_seconds / 2:
-            raise CampaignConfigError(
-                f"The SMTP timeout of {self.smtp_conn_id!r} ({self.timeout:g} s) must be under half the ledger's "
-                f"lease ({self.lease_seconds:g} s), so that a claim is renewed before a send can outlast it"
-            )
+        self.check_lease()
         sender = self.from_email or hook.from_email
         if not sender:
             raise DeliveryError(f"No sender: pass from_email or set the 'from_email' extra of {self.smtp_conn_id!r}")

@@ -71,3 +71,31 @@ def test_a_consent_that_is_not_a_boolean_is_a_data_error(sql_conn: str) -> None:
 def test_bad_plans_are_clear_errors(sql: str, size: int, key: str, problem: str) -> None:
     with pytest.raises(CampaignConfigError, match=problem):
         plan_batches("not_used", sql, size, key=key)
+
+
+def test_query_rows_refuses_a_result_too_large_for_xcom(sql_conn: str) -> None:
+    from airflow_campaign_provider.campaign.tasks import query_rows
+
+    fill(sql_conn, [1, 2, 3])
+    assert query_rows.function("SELECT id FROM profiles ORDER BY id", sql_conn, max_rows=3) == [
+        {"id": 1},
+        {"id": 2},
+        {"id": 3},
+    ]
+    with pytest.raises(CampaignConfigError, match="returned 3 rows, more than max_rows=2"):
+        query_rows.function("SELECT id FROM profiles", sql_conn, max_rows=2)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(5000, 5000), ("5000", 5000), (" 12 ", 12)])
+def test_a_rendered_batch_size_is_read_as_a_whole_number(value: int | str, expected: int) -> None:
+    from airflow_campaign_provider.campaign.tasks import _whole_number
+
+    assert _whole_number(value) == expected
+
+
+@pytest.mark.parametrize("value", ["5e3", "-1", "", "five", 2.5, True])
+def test_anything_else_is_not_a_batch_size(value: object) -> None:
+    from airflow_campaign_provider.campaign.tasks import _whole_number
+
+    with pytest.raises(CampaignConfigError, match="whole number"):
+        _whole_number(value)  # type: ignore[arg-type]

@@ -302,3 +302,26 @@ def test_a_deduplicating_relay_stores_a_resent_message_once_and_logs_it(tmp_path
         sink.stop()
     assert sorted(str(m["Message-ID"]) for m in sink.messages()) == ["<a@example.com>", "<b@example.com>"]
     assert (tmp_path / "duplicates.log").read_text() == "<a@example.com>\n"
+
+
+class CountClaims(LedgerWrapper):
+    def __init__(self, ledger: SqlDeliveryLedger) -> None:
+        super().__init__(ledger)
+        self.claims = 0
+
+    def claim(self, dag_id: str, run_id: str, profile_ids: Sequence[str], claimer: Claimer) -> Claims:
+        self.claims += 1
+        return super().claim(dag_id, run_id, profile_ids, claimer)
+
+
+def test_claims_are_renewed_before_half_their_lease_is_gone(relay: Relay, sql_conn: str) -> None:
+    """A 60.02 s lease and the SMTP timeout of 30 s leave 10 ms per claim: a 400-message batch renews."""
+    messages = [m for m in coupon_messages(600) if m["consent"]]
+    with SqlDeliveryLedger(sql_conn, lease_seconds=60.02) as ledger:
+        counting = CountClaims(ledger)
+        report = send(messages, counting)
+        other = ledger.claim(DAG_ID, RUN_ID, [m["profile_id"] for m in messages], Claimer("other", 1))
+    assert report["sent"] == len(messages) == 400
+    assert counting.claims > 1, "the claims were renewed mid-batch"
+    assert relay.recipients() == consenting(messages)
+    assert len(other.delivered) == 400
