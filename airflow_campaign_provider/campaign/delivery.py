@@ -113,7 +113,6 @@ def deliver(
 
     with ExitStack() as stack:
         sender = _LazySmtp(smtp_conn_id, from_email, ledger.lease_seconds, stack)
-        sender.check_lease()
         batch = _Batch(dag_id, run_id, ledger, claimer, report)
         held = batch.claim_and_send(list(pending), pending, sender)
         # Wait for the profiles other deliveries hold: each is delivered by them, or taken over here
@@ -150,19 +149,15 @@ class _LazySmtp:
         self._send: Callable[[DeliveryKey, Mapping[str, Any]], str] | None = None
         self.timeout = DEFAULT_SMTP_TIMEOUT
 
-    def check_lease(self) -> None:
-        """A claim must outlast a send with room to spare, or renewing it would never end."""
-        if self.timeout >= self.lease_seconds / 2:
-            raise CampaignConfigError(
-                f"The SMTP timeout of {self.smtp_conn_id!r} ({self.timeout:g} s) must be under half the ledger's "
-                f"lease ({self.lease_seconds:g} s), so that a claim is renewed before a send can outlast it"
-            )
+    def open(self) -> Callable[[DeliveryKey, Mapping[str, Any]], str]:
+        """Open the session (once), which also reads the connection's timeout; return the send function."""
+        if self._send is None:
+            self._send = self._open()
+        return self._send
 
     def send(self, key: DeliveryKey, message: Mapping[str, Any]) -> str:
         """Send one message; return its Message-ID."""
-        if self._send is None:
-            self._send = self._open()
-        return self._send(key, message)
+        return self.open()(key, message)
 
     def _open(self) -> Callable[[DeliveryKey, Mapping[str, Any]], str]:
         # Imported here so that DAG files importing this module parse without loading the SMTP provider.
@@ -170,7 +165,11 @@ class _LazySmtp:
 
         hook = self._stack.enter_context(SmtpHook(smtp_conn_id=self.smtp_conn_id))
         self.timeout = float(hook.timeout)
-        self.check_lease()
+        if self.timeout >= self.lease_seconds / 2:
+            raise CampaignConfigError(
+                f"The SMTP timeout of {self.smtp_conn_id!r} ({self.timeout:g} s) must be under half the ledger's "
+                f"lease ({self.lease_seconds:g} s), so that a claim is renewed before a send can outlast it"
+            )
         sender = self.from_email or hook.from_email
         if not sender:
             raise DeliveryError(f"No sender: pass from_email or set the 'from_email' extra of {self.smtp_conn_id!r}")
@@ -206,6 +205,7 @@ class _Batch:
         claimed_at = time.monotonic()  # before the claim is written, so the lease is never overestimated
         queue = deque(self._take(self.ledger.claim(self.dag_id, self.run_id, profile_ids, self.claimer), held))
         while queue:
+            sender.open()  # the real SMTP timeout is known from here on
             # A send starts only while the claim has more than a send's worth of its lease left; renewing at
             # half the lease keeps a margin of a whole lease for clock drift between this worker and others.
             if time.monotonic() - claimed_at + sender.timeout >= self.ledger.lease_seconds / 2:

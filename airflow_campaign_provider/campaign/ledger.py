@@ -231,7 +231,7 @@ class SqlDeliveryLedger:
             if self._dialect == "sqlite":
                 # Concurrent writers wait for the lock instead of failing at once; readers never block writers.
                 cursor.execute("PRAGMA busy_timeout = 30000")
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _use_wal(cursor)
             try:
                 cursor.execute(
                     f"CREATE TABLE IF NOT EXISTS {self.table} ("
@@ -246,6 +246,23 @@ class SqlDeliveryLedger:
                 cursor.execute(f"SELECT 1 FROM {self.table} WHERE 1 = 0")  # noqa: S608
         self._conn = conn
         return conn
+
+
+def _use_wal(cursor: Any, timeout: float = 30.0) -> None:
+    """Put a SQLite file in WAL mode. Switching skips the busy handler, so a first use beside another one retries."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _dialect_of(hook: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_campaign_provider.campaign.delivery import DeliveryError, DeliveryReport, deliver, message_id
+from airflow_campaign_provider.campaign.errors import CampaignConfigError
 from airflow_campaign_provider.campaign.ledger import Claimer, Claims, DeliveryKey, DeliveryLedger, SqlDeliveryLedger
 from airflow_campaign_provider.campaign.personalize import Message, personalize
 from demo.smtp_sink import SmtpSink
@@ -315,9 +316,9 @@ class CountClaims(LedgerWrapper):
 
 
 def test_claims_are_renewed_before_half_their_lease_is_gone(relay: Relay, sql_conn: str) -> None:
-    """A 60.02 s lease and the SMTP timeout of 30 s leave 10 ms per claim: a 400-message batch renews."""
+    """A 10.02 s lease and the relay's SMTP timeout of 5 s leave 10 ms per claim: a 400-message batch renews."""
     messages = [m for m in coupon_messages(600) if m["consent"]]
-    with SqlDeliveryLedger(sql_conn, lease_seconds=60.02) as ledger:
+    with SqlDeliveryLedger(sql_conn, lease_seconds=10.02) as ledger:
         counting = CountClaims(ledger)
         report = send(messages, counting)
         other = ledger.claim(DAG_ID, RUN_ID, [m["profile_id"] for m in messages], Claimer("other", 1))
@@ -325,3 +326,12 @@ def test_claims_are_renewed_before_half_their_lease_is_gone(relay: Relay, sql_co
     assert counting.claims > 1, "the claims were renewed mid-batch"
     assert relay.recipients() == consenting(messages)
     assert len(other.delivered) == 400
+
+
+def test_a_lease_too_short_for_a_send_is_refused_before_anything_is_sent(relay: Relay, sql_conn: str) -> None:
+    with (
+        SqlDeliveryLedger(sql_conn, lease_seconds=10) as short,
+        pytest.raises(CampaignConfigError, match=r"SMTP timeout .* \(5 s\) must be under half the ledger's lease"),
+    ):
+        send(coupon_messages(4), short)
+    assert relay.messages() == []
