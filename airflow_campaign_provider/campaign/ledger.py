@@ -16,9 +16,10 @@ try number. A claim that is not delivered is taken over when
   it (``[scheduler] task_instance_heartbeat_timeout``, 300 s). So the earlier try is not sending.
 * or its lease ran out: it was claimed or renewed more than ``lease_seconds`` ago by any other
   claimer (another task instance, or a process outside Airflow). A live claimer never sends on
-  an expired claim: :func:`~.delivery.deliver` renews its claims before their lease, minus the
-  SMTP timeout, runs out, on the monotonic clock from before the claim was written. Claim times
-  are the claimers' wall clocks, so workers need clocks in sync to well within the lease (NTP).
+  an expired claim: :func:`~.delivery.deliver` starts a send only if it ends, even after the whole
+  SMTP timeout, before half the lease is gone, and renews its claims otherwise, on the monotonic
+  clock from before the claim was written. Claim times are the claimers' wall clocks, so workers
+  need clocks in sync to well within the lease (NTP).
 
 :class:`SqlDeliveryLedger` keeps the ledger in a table on any Airflow SQL connection
 (``DbApiHook``): SQLite for one machine, PostgreSQL (or MySQL) shared by every worker.
