@@ -1,9 +1,10 @@
-"""Spring coupons: the External API activity's tutorial flow.
+"""Spring coupons: the External API activity's tutorial flow, batched for any audience size.
 
-Select the audience, post the distinct zip codes of the profiles with consent to the
-coupon API, join one coupon per zip code to the profiles, render a localized message
-for each (it, fr, nl, en) and deliver it by SMTP. If the coupon request fails, the
-failure branch sends a message without a coupon instead.
+A query selects the audience. The distinct zip codes of the profiles with consent are posted
+to the coupon API, one coupon per zip code comes back, and each batch of profiles (one mapped
+task instance per ``batch_size`` profiles) joins its coupon, renders a localized message (it,
+fr, nl, en) and delivers it by SMTP. If the coupon request fails, the failure branch sends
+every batch a message without a coupon instead.
 
 Trigger with ``{"demo_fail": "500"}`` to see the failure branch against the demo API.
 """
@@ -11,33 +12,46 @@ Trigger with ``{"demo_fail": "500"}`` to see the failure branch against the demo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag
 
-from airflow_campaign_provider.campaign.tasks import deliver_messages
-from airflow_campaign_provider.demo.switch import FAILURE_HEADERS, failure_switch
-from airflow_campaign_provider.demo.tasks import select_audience
+from airflow_campaign_provider.campaign.tasks import deliver_batch, plan_batches, query_rows
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
 TEMPLATES = Path(__file__).parent / "templates"
+AUDIENCE_SQL = "SELECT id, email, first_name, locale, zip, region, segment, email_consent FROM campaign_profiles"
+ZIP_CODES_SQL = "SELECT DISTINCT zip FROM campaign_profiles WHERE email_consent ORDER BY zip"
+BATCH_SIZE = Param(5000, type="integer", minimum=1, maximum=100_000, title="Profiles per delivery batch")
+# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow) as the X-Demo-Fail header asks.
+# Drop the param and the header when you point a copy of this DAG at your own API.
+DEMO_FAIL = Param(
+    None,
+    type=["null", "string"],
+    enum=[None, "500", "503", "html", "invalid", "slow"],
+    title="Demo API failure switch",
+    description="Make the demo API fail, to see the failure handling. Leave empty for a normal run.",
+)
+DEMO_FAIL_HEADER = {"X-Demo-Fail": "{{ params.demo_fail or '' }}"}
 
 
-@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": failure_switch()})
+@dag(
+    schedule=None,
+    catchup=False,
+    tags=["campaign", "demo"],
+    params={"batch_size": BATCH_SIZE, "demo_fail": DEMO_FAIL},
+)
 def campaign_coupons() -> None:
-    @task
-    def zip_codes(profiles: list[dict[str, Any]]) -> list[dict[str, str]]:
-        from airflow_campaign_provider.campaign.audience import distinct, with_consent
-
-        return [{"zip": zip_code} for zip_code in distinct(with_consent(profiles), "zip")]
-
-    audience = select_audience()
     coupons = ExternalApiOperator(
         task_id="fetch_coupons",
         conn_id="campaign_demo_oauth",
         endpoint="coupons",
-        headers=FAILURE_HEADERS,
-        inbound={"rows": zip_codes(audience), "columns": ["zip"], "params": {"campaign": "spring"}, "add_count": True},
+        headers=DEMO_FAIL_HEADER,
+        inbound={
+            "rows": query_rows.override(task_id="select_zip_codes")(ZIP_CODES_SQL),
+            "columns": ["zip"],
+            "params": {"campaign": "spring"},
+            "add_count": True,
+        },
         outbound={
             "records": "$.data[*]",
             "columns": [
@@ -47,32 +61,27 @@ def campaign_coupons() -> None:
                 {"name": "valid_until", "path": "valid_until", "type": "date"},
             ],
         },
-        failure_branch="personalize_fallback",
+        failure_branch="plan_fallback_batches",
     )
+    batch_size = "{{ params.batch_size }}"
+    coupon_batches = plan_batches.override(task_id="plan_coupon_batches")(AUDIENCE_SQL, batch_size)
+    fallback_batches = plan_batches.override(task_id="plan_fallback_batches")(AUDIENCE_SQL, batch_size)
+    coupons >> [coupon_batches, fallback_batches]
 
-    @task
-    def personalize_coupons(profiles: list[dict[str, Any]], coupons: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from airflow_campaign_provider.campaign.audience import join_by, partition
-        from airflow_campaign_provider.campaign.personalize import personalize
-
-        # Only the zip codes of profiles with consent were asked about: the others get no coupon.
-        with_coupon, without = partition(join_by(profiles, coupons, "zip", prefix="coupon_"), "coupon_code")
-        return [
-            *personalize(with_coupon, TEMPLATES / "coupons"),
-            *personalize(without, TEMPLATES / "coupons_fallback"),
-        ]
-
-    @task
-    def personalize_fallback(profiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from airflow_campaign_provider.campaign.personalize import personalize
-
-        return list(personalize(profiles, TEMPLATES / "coupons_fallback"))
-
-    coupon_messages = personalize_coupons(audience, coupons.output)
-    fallback_messages = personalize_fallback(audience)
-    coupons >> fallback_messages
-    deliver_messages.override(task_id="deliver_coupons")(coupon_messages)
-    deliver_messages.override(task_id="deliver_fallback")(fallback_messages)
+    # Only the zip codes of profiles with consent were asked about: the others get the message without a coupon.
+    deliver_batch.override(task_id="deliver_coupons").partial(
+        audience_sql=AUDIENCE_SQL,
+        campaign=coupons.output,
+        join_key="zip",
+        prefix="coupon_",
+        match_column="coupon_code",
+        templates=str(TEMPLATES / "coupons"),
+        fallback_templates=str(TEMPLATES / "coupons_fallback"),
+        smtp_conn_id="smtp_demo",
+    ).expand(batch=coupon_batches)
+    deliver_batch.override(task_id="deliver_fallback").partial(
+        audience_sql=AUDIENCE_SQL, templates=str(TEMPLATES / "coupons_fallback"), smtp_conn_id="smtp_demo"
+    ).expand(batch=fallback_batches)
 
 
 campaign_coupons()

@@ -1,8 +1,9 @@
-"""Offers: the best current offer for each customer segment.
+"""Offers: the best current offer for each customer segment, batched for any audience size.
 
-Fetch the latest offers, validated against a JSON Schema and mapped into typed rows,
-pick the best offer per segment, personalize and deliver. The fetch task updates the
-``campaign_demo_offers`` asset, so a downstream DAG can be scheduled on fresh offers.
+Fetch the latest offers, validated against a JSON Schema and mapped into typed rows, pick
+the best offer per segment; each batch of profiles joins its segment's offer, personalizes
+and delivers. The fetch task updates the ``campaign_demo_offers`` asset, so a downstream DAG
+can be scheduled on fresh offers.
 """
 
 from __future__ import annotations
@@ -10,24 +11,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
-from airflow_campaign_provider.campaign.tasks import deliver_messages
-from airflow_campaign_provider.demo.switch import FAILURE_HEADERS, failure_switch
-from airflow_campaign_provider.demo.tasks import select_audience
+from airflow_campaign_provider.campaign.tasks import deliver_batch, plan_batches
 from airflow_campaign_provider.operators.external_api import ExternalApiOperator
 
 TEMPLATES = Path(__file__).parent / "templates"
 OFFERS = Asset("campaign_demo_offers")
+AUDIENCE_SQL = "SELECT id, email, first_name, locale, zip, region, segment, email_consent FROM campaign_profiles"
+BATCH_SIZE = Param(5000, type="integer", minimum=1, maximum=100_000, title="Profiles per delivery batch")
+# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow) as the X-Demo-Fail header asks.
+# Drop the param and the header when you point a copy of this DAG at your own API.
+DEMO_FAIL = Param(
+    None,
+    type=["null", "string"],
+    enum=[None, "500", "503", "html", "invalid", "slow"],
+    title="Demo API failure switch",
+    description="Make the demo API fail, to see the failure handling. Leave empty for a normal run.",
+)
+DEMO_FAIL_HEADER = {"X-Demo-Fail": "{{ params.demo_fail or '' }}"}
 
 
-@dag(schedule=None, catchup=False, tags=["campaign", "demo"], params={"demo_fail": failure_switch()})
+@dag(
+    schedule=None,
+    catchup=False,
+    tags=["campaign", "demo"],
+    params={"batch_size": BATCH_SIZE, "demo_fail": DEMO_FAIL},
+)
 def campaign_offers() -> None:
     offers = ExternalApiOperator(
         task_id="fetch_offers",
         conn_id="campaign_demo_oauth",
         endpoint="offers",
-        headers=FAILURE_HEADERS,
+        headers=DEMO_FAIL_HEADER,
         response_schema="schemas/offers.schema.json",
         outbound={
             "records": "$.offers[*]",
@@ -49,15 +65,15 @@ def campaign_offers() -> None:
 
         return best_by(offers, "segment", "discount")
 
-    @task
-    def personalize_offers(profiles: list[dict[str, Any]], best: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from airflow_campaign_provider.campaign.audience import join_by, partition
-        from airflow_campaign_provider.campaign.personalize import personalize
-
-        with_offer, _ = partition(join_by(profiles, best, "segment", prefix="offer_"), "offer_id")
-        return list(personalize(with_offer, TEMPLATES / "offers"))
-
-    deliver_messages(personalize_offers(select_audience(), best_offers(offers.output)))
+    deliver_batch.partial(
+        audience_sql=AUDIENCE_SQL,
+        campaign=best_offers(offers.output),
+        join_key="segment",
+        prefix="offer_",
+        match_column="offer_id",
+        templates=str(TEMPLATES / "offers"),
+        smtp_conn_id="smtp_demo",
+    ).expand(batch=plan_batches(AUDIENCE_SQL, "{{ params.batch_size }}"))
 
 
 campaign_offers()

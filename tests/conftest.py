@@ -71,7 +71,7 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 (_HOME / "dags").mkdir()
 
-from airflow_campaign_provider.demo.tls import LocalCA, ensure_local_ca  # noqa: E402
+from demo.tls import LocalCA, ensure_local_ca  # noqa: E402
 from tests.support.scripted_server import ScriptedServer  # noqa: E402
 
 ConnFactory = Callable[..., str]

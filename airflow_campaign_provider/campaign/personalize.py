@@ -22,7 +22,7 @@ from typing import Any, TypedDict
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from airflow_campaign_provider.exceptions import ExternalApiError
+from airflow_campaign_provider.campaign.errors import CampaignError
 
 SUBJECT_PREFIX = "Subject:"
 _UNDEFINED_NAME = re.compile(r"'([^']*)' is undefined|has no attribute '([^']*)'")
@@ -39,7 +39,7 @@ class Message(TypedDict):
     consent: bool
 
 
-class PersonalizationError(ExternalApiError):
+class PersonalizationError(CampaignError):
     """A template set cannot render a profile's message; a mistake in the templates or the data."""
 
     rule = "personalization"

@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--short-runs", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="campaign-bench-deferral-") as tmp:
-        from airflow_campaign_provider.demo.tls import ensure_local_ca
+        from demo.tls import ensure_local_ca
 
         home = Path(tmp)
         ca = ensure_local_ca(home / "ca")

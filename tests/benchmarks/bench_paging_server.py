@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_campaign_provider.demo.https_server import JsonRequestHandler, LocalHttpsServer
-from airflow_campaign_provider.demo.tls import ensure_local_ca
+from demo.https_server import JsonRequestHandler, LocalHttpsServer
+from demo.tls import ensure_local_ca
 
 PAGES = 200
 PER_PAGE = 50

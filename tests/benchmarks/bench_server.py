@@ -12,8 +12,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from airflow_campaign_provider.demo.https_server import JsonRequestHandler, LocalHttpsServer
-from airflow_campaign_provider.demo.tls import ensure_local_ca
+from demo.https_server import JsonRequestHandler, LocalHttpsServer
+from demo.tls import ensure_local_ca
 
 
 @cache

@@ -19,18 +19,20 @@ import pytest
 import requests
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-from airflow_campaign_provider.demo import campaign_api, switch
-from airflow_campaign_provider.demo.audience import REGIONS, SEGMENTS, load_audience
-from airflow_campaign_provider.demo.environment import (
+from airflow_campaign_provider.campaign.audience_db import read_profiles
+from airflow_campaign_provider.exceptions import DeadlineExceededError, HttpStatusError, TokenError
+from airflow_campaign_provider.hooks.external_api import ApiResponse, ExternalApiHook
+from demo import campaign_api, switch
+from demo.audience import REGIONS, SEGMENTS, load_audience
+from demo.environment import (
     API_KEY_CONN_ID,
+    AUDIENCE_CONN_ID,
     FROM_EMAIL,
     OAUTH_CONN_ID,
     SMTP_CONN_ID,
     STATE_FILE,
     DemoEnvironment,
 )
-from airflow_campaign_provider.exceptions import DeadlineExceededError, HttpStatusError, TokenError
-from airflow_campaign_provider.hooks.external_api import ApiResponse, ExternalApiHook
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +103,8 @@ def test_state_file_and_connections(demo) -> None:
     assert state["ca_cert"] == str(demo.state_dir / "ca" / "ca.pem")
     assert state["outbox"] == str(demo.state_dir / "outbox")
     conns = demo.connections()
-    assert set(conns) == {OAUTH_CONN_ID, API_KEY_CONN_ID, SMTP_CONN_ID}
+    assert set(conns) == {OAUTH_CONN_ID, API_KEY_CONN_ID, SMTP_CONN_ID, AUDIENCE_CONN_ID}
+    assert conns[AUDIENCE_CONN_ID] == {"conn_type": "sqlite", "host": state["audience_db"]}
     for conn_id in (OAUTH_CONN_ID, API_KEY_CONN_ID):
         assert conns[conn_id]["host"] == f"{demo.api.base_url}/v1"
         assert conns[conn_id]["extra"]["verify"] == state["ca_cert"]
@@ -112,7 +115,7 @@ def test_state_file_and_connections(demo) -> None:
 
 
 def test_serve_and_env_commands(tmp_path) -> None:
-    command = [sys.executable, "-m", "airflow_campaign_provider.demo"]
+    command = [sys.executable, "-m", "demo"]
     server = subprocess.Popen([*command, "serve", "--state-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
@@ -144,6 +147,11 @@ def test_test_button_reports_a_wrong_api_key(conns, monkeypatch) -> None:
     ok, message = ExternalApiHook("wrong_key").test_connection()
     assert not ok
     assert "rejected the credentials: HTTP 401" in message
+
+
+def test_the_audience_db_holds_the_audience_with_boolean_consent(conns) -> None:
+    rows = read_profiles(AUDIENCE_CONN_ID, "SELECT * FROM campaign_profiles ORDER BY id")
+    assert rows == [dict(profile) for profile in load_audience()]
 
 
 # OAuth2 and API keys -----------------------------------------------------------------------

@@ -275,7 +275,7 @@ lineup_smtp_alert()
 def test_the_readme_smtp_notifier_alerts_when_the_failure_branch_runs(
     airflow_db, tmp_path, football, server, monkeypatch
 ) -> None:
-    from airflow_campaign_provider.demo.smtp_sink import SmtpSink
+    from demo.smtp_sink import SmtpSink
 
     sink = SmtpSink(tmp_path / "outbox").start()
     try:

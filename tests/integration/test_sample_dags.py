@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from airflow_campaign_provider.demo.audience import load_audience
-from airflow_campaign_provider.demo.environment import DemoEnvironment
+from demo import switch
+from demo.audience import load_audience
+from demo.environment import DemoEnvironment
 from tests.support.airflow_run import DagRunResult, run_dag
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,9 @@ RUNTIME_ONLY = (
     "airflow_campaign_provider.campaign.personalize",
     "airflow_campaign_provider.campaign.delivery",
     "airflow.providers.smtp.hooks.smtp",
+    "airflow.providers.common.sql.hooks.sql",
+    "airflow.providers.sqlite.hooks.sqlite",
+    "airflow_campaign_provider.campaign.audience_db",
 )
 
 
@@ -70,19 +74,34 @@ def body(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
+def delivered(result: DagRunResult, task_id: str) -> dict[str, int]:
+    """The delivery reports of every batch of ``task_id``, added up."""
+    total: Counter[str] = Counter()
+    for report in result.mapped_xcoms(task_id):
+        total.update(report["delivery"])
+    return dict(total)
+
+
 def test_coupons_one_localized_message_with_the_coupon_per_consenting_profile(campaign) -> None:
-    result, messages = campaign("campaign_coupons")
+    result, messages = campaign("campaign_coupons", run_conf={"batch_size": 500})
     assert result.state == "success", result.task_states
-    assert result.task_states["personalize_fallback"] == "skipped"
+    assert result.task_states["plan_fallback_batches"] == "skipped"
     assert result.task_states["deliver_fallback"] == "skipped"
 
     assert recipients(messages) == Counter(CONSENTING), "every consenting profile exactly once, nobody else"
-    assert result.xcom("deliver_coupons") == {
+    reports = result.mapped_xcoms("deliver_coupons")
+    assert [(r["batch"], r["profiles"]) for r in reports] == [(0, 500), (1, 500), (2, 200)]
+    assert delivered(result, "deliver_coupons") == {
         "sent": len(CONSENTING),
         "skipped_already_sent": 0,
         "skipped_no_consent": len(PROFILES) - len(CONSENTING),
         "skipped_invalid_address": 0,
     }
+    assert result.xcom("plan_coupon_batches") == [
+        {"number": 0, "first_key": 1, "last_key": 500, "size": 500},
+        {"number": 1, "first_key": 501, "last_key": 1000, "size": 500},
+        {"number": 2, "first_key": 1001, "last_key": 1200, "size": 200},
+    ]
     coupons = {row["zip"]: row for row in result.xcom("fetch_coupons")}
     assert result.xcom("fetch_coupons", "summary")["rows"] == len(coupons)
     openings = {"it": "ecco il tuo buono", "fr": "votre bon de", "nl": "je kortingscode", "en": "coupon is here"}
@@ -98,9 +117,9 @@ def test_coupons_failure_switch_sends_the_fallback_and_skips_the_coupon_path(cam
     result, messages = campaign("campaign_coupons", run_conf={"demo_fail": "500"})
     assert result.state == "success", result.task_states
     assert result.task_states["fetch_coupons"] == "success"
-    assert result.task_states["personalize_coupons"] == "skipped"
+    assert result.task_states["plan_coupon_batches"] == "skipped"
     assert result.task_states["deliver_coupons"] == "skipped"
-    assert result.task_states["personalize_fallback"] == "success"
+    assert result.task_states["plan_fallback_batches"] == "success"
     assert result.task_states["deliver_fallback"] == "success"
     assert result.xcom("fetch_coupons", "error")["status"] == 500
     assert recipients(messages) == Counter(CONSENTING)
@@ -167,9 +186,28 @@ def test_a_delivery_retry_after_a_mid_batch_failure_sends_each_message_exactly_o
     result, messages = campaign("campaign_offers")
     assert result.state == "success", result.task_states
     assert recipients(messages) == Counter(CONSENTING), "every consenting profile got exactly one message"
-    report = result.xcom("deliver_messages")
+    report = delivered(result, "deliver_batch")
     assert report["sent"] == len(CONSENTING) - 300, "the retry sent only what the first try had not"
     assert report["skipped_already_sent"] == 300
+
+
+def test_xcom_carries_campaign_rows_batches_and_reports_never_profiles_or_messages(campaign) -> None:
+    result, _ = campaign("campaign_weather", run_conf={"batch_size": 100})
+    assert result.state == "success", result.task_states
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(XComModel.task_id, XComModel.value).where(
+                XComModel.dag_id == result.dag_id, XComModel.run_id == result.run_id
+            )
+        ).all()
+    assert len(result.mapped_xcoms("deliver_batch")) == 12
+    stored = "".join(str(value) for _, value in rows)
+    assert "@example.com" not in stored, "no address, so no profile and no message, goes through XCom"
+    assert len(stored) < 12 * 400 + 4000, "the XComs grow with the number of batches only"
 
 
 def test_the_dags_folder_loads_without_errors_and_parses_light() -> None:
@@ -179,9 +217,21 @@ def test_the_dags_folder_loads_without_errors_and_parses_light() -> None:
         f"bag = DagBag(dag_folder={str(REPO_DAGS)!r})\n"
         "print(sorted(bag.dag_ids)); print(bag.import_errors)\n"
         f"print(sorted(m for m in {RUNTIME_ONLY!r} if m in sys.modules))\n"
+        "print(sorted(m for m in sys.modules if m == 'demo' or m.startswith('demo.')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    dag_ids, errors, heavy = out.strip().splitlines()[-3:]
+    dag_ids, errors, heavy, demo_modules = out.strip().splitlines()[-4:]
     assert dag_ids == str(sorted(SAMPLE_DAGS))
     assert errors == "{}"
     assert heavy == "[]", "parsing the sample DAGs must not import what only running tasks need"
+    assert demo_modules == "[]", "the sample DAGs import nothing from the demo"
+
+
+def test_each_dags_failure_switch_offers_exactly_what_the_demo_api_does() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_DAGS))
+    for dag_id in SAMPLE_DAGS:
+        param = bag.get_dag(dag_id).params.get_param("demo_fail")
+        assert param.value is None
+        assert param.schema["enum"] == [None, *switch.FAILURES], dag_id

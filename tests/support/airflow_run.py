@@ -44,6 +44,25 @@ class DagRunResult:
             ).first()
             return None if row is None else XComModel.deserialize_value(row)
 
+    def mapped_xcoms(self, task_id: str, key: str = "return_value") -> list[Any]:
+        """The XCom values pushed by every map index of the mapped task ``task_id``, in map index order."""
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            rows = session.scalars(
+                select(XComModel)
+                .where(
+                    XComModel.dag_id == self.dag_id,
+                    XComModel.run_id == self.run_id,
+                    XComModel.task_id == task_id,
+                    XComModel.key == key,
+                )
+                .order_by(XComModel.map_index)
+            ).all()
+            return [XComModel.deserialize_value(row) for row in rows]
+
     def xcom_keys(self, task_id: str) -> set[str]:
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
@@ -92,7 +111,14 @@ def run_dag(dag_file: Path, dag_id: str, **test_kwargs: Any) -> DagRunResult:
     dag = bag.get_dag(dag_id)
     assert dag is not None, f"{dag_id} not found in {dag_file}"
     run = dag.test(**test_kwargs)
-    states = {ti.task_id: _plain(ti.state) for ti in run.get_task_instances()}
+    by_task: dict[str, set[str | None]] = {}
+    for ti in run.get_task_instances():
+        by_task.setdefault(ti.task_id, set()).add(_plain(ti.state))
+    # A mapped task whose instances ended differently shows them all, e.g. "failed,success".
+    states = {
+        task_id: ",".join(sorted(map(str, found))) if len(found) > 1 else found.pop()
+        for task_id, found in by_task.items()
+    }
     return DagRunResult(dag_id, run.run_id, str(_plain(run.state)), states)
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_campaign_provider.demo.https_server import JsonRequestHandler, LocalHttpsServer
-from airflow_campaign_provider.demo.tls import LocalCA
+from demo.https_server import JsonRequestHandler, LocalHttpsServer
+from demo.tls import LocalCA
 
 Responder = Callable[["ScriptedHandler"], None]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from airflow_campaign_provider.demo import campaign_api
-from airflow_campaign_provider.demo.smtp_sink import free_port
-from airflow_campaign_provider.demo.ui import ADMIN_USER, UiStack
+from demo import campaign_api
+from demo.smtp_sink import free_port
+from demo.ui import ADMIN_USER, UiStack
 
 pytestmark = [pytest.mark.ui, pytest.mark.timeout(900)]
 
@@ -205,20 +205,20 @@ def test_triggered_campaign_shows_rendered_fields_xcom_and_link(stack: UiStack, 
 
 
 def test_failure_switch_takes_the_failure_branch_in_the_grid(stack: UiStack, page: Page) -> None:
-    run_id = trigger(stack, page, failure="HTTP 500 with a JSON error")
+    run_id = trigger(stack, page, failure="500")
     assert wait_for_run(stack, run_id) == "success"
     page.goto(f"{stack.url}/dags/campaign_coupons/runs/{run_id}")
     expected = {
         "fetch_coupons": "Success",
-        "personalize_coupons": "Skipped",
+        "plan_coupon_batches": "Skipped",
         "deliver_coupons": "Skipped",
-        "personalize_fallback": "Success",
+        "plan_fallback_batches": "Success",
         "deliver_fallback": "Success",
     }
     for task_id, state in expected.items():
         row = page.locator("tr").filter(has=page.get_by_role("link", name=task_id, exact=True))
         expect(row).to_contain_text(state)
-    for task_id in ("personalize_coupons", "deliver_coupons"):
+    for task_id in ("plan_coupon_batches", "deliver_coupons"):
         expect(page.get_by_test_id(f"grid-{run_id}-{task_id}")).to_be_visible()
     shot(page, "11-failure-branch-grid")
     page.goto(f"{stack.url}/dags/campaign_coupons")

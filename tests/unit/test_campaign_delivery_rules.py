@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from airflow_campaign_provider.campaign.delivery import DuplicateProfileError, deliver, message_id
-from airflow_campaign_provider.campaign.ledger import DeliveryKey, SqliteDeliveryLedger
+from airflow_campaign_provider.campaign.ledger import Claimer, DeliveryKey, SqlDeliveryLedger
 
 # No AIRFLOW_CONN_ for this id: a test that reached the SMTP hook would fail on the missing connection.
 NO_SMTP = "smtp_not_configured"
+CLAIMER = Claimer("dag/run/deliver/0", 1)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SqlDeliveryLedger:
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_DB", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.db")}))
+    return SqlDeliveryLedger("ledger_db")
 
 
 def msg(pid: str, *, consent: object = True, to: str | None = None) -> dict[str, object]:
@@ -31,20 +39,25 @@ def test_message_id_is_stable_and_unique_per_key() -> None:
     assert message_id(DeliveryKey("a", "b", "c d"), "x") != message_id(DeliveryKey("a", "b c", "d"), "x")
 
 
-def test_duplicate_profiles_fail_before_anything_is_sent(tmp_path: Path) -> None:
+def test_duplicate_profiles_fail_before_anything_is_sent(ledger: SqlDeliveryLedger) -> None:
     with pytest.raises(DuplicateProfileError, match="Two messages for profile P1"):
         deliver(
-            [msg("P1"), msg("P2"), msg("P1")],
+            [msg("P1"), msg("P2", consent=False), msg("P1")],
             smtp_conn_id=NO_SMTP,
             dag_id="dag",
             run_id="run",
-            ledger=SqliteDeliveryLedger(tmp_path / "ledger.sqlite3"),
+            ledger=ledger,
+            claimer=CLAIMER,
         )
+    with pytest.raises(DuplicateProfileError, match="Two messages for profile P2"):
+        deliver([msg("P2", consent=False), msg("P2")], smtp_conn_id=NO_SMTP, dag_id="dag", run_id="run",
+                ledger=ledger, claimer=CLAIMER)  # fmt: skip
+    assert ledger.claim("dag", "run", ["P1", "P2"], CLAIMER).mine == ["P1", "P2"], "nothing was claimed"
 
 
-def test_nothing_to_send_opens_no_smtp_session(tmp_path: Path) -> None:
-    ledger = SqliteDeliveryLedger(tmp_path / "ledger.sqlite3")
-    ledger.record(DeliveryKey("dag", "run", "P1"), "<x@example.com>")
+def test_nothing_to_send_opens_no_smtp_session(ledger: SqlDeliveryLedger) -> None:
+    ledger.claim("dag", "run", ["P1"], CLAIMER)
+    ledger.mark_delivered(DeliveryKey("dag", "run", "P1"), "<x@example.com>", CLAIMER)
     messages = [
         msg("P1"),
         msg("P2", consent=False),
@@ -53,5 +66,5 @@ def test_nothing_to_send_opens_no_smtp_session(tmp_path: Path) -> None:
         msg("P5", to="x@example.com\r\nBcc: y@example.com"),
         msg("P6", to="not-an-address"),
     ]
-    report = deliver(messages, smtp_conn_id=NO_SMTP, dag_id="dag", run_id="run", ledger=ledger)
+    report = deliver(messages, smtp_conn_id=NO_SMTP, dag_id="dag", run_id="run", ledger=ledger, claimer=CLAIMER)
     assert report == {"sent": 0, "skipped_already_sent": 1, "skipped_no_consent": 2, "skipped_invalid_address": 3}

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from airflow_campaign_provider.demo import campaign_api
-from airflow_campaign_provider.demo.audience import (
+from demo import campaign_api
+from demo.audience import (
     AUDIENCE_CSV,
     COLUMNS,
     LOCALES,
@@ -29,7 +29,7 @@ def audience():
 
 def test_committed_csv_is_what_the_generator_produces() -> None:
     assert AUDIENCE_CSV.read_text(encoding="utf-8") == render_csv(generate_audience()), (
-        "regenerate it: python -m airflow_campaign_provider.demo.audience --write"
+        "regenerate it: python -m demo.audience --write"
     )
 
 

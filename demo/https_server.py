@@ -16,7 +16,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from airflow_campaign_provider.demo.tls import LocalCA
+from demo.tls import LocalCA
 
 
 class JsonRequestHandler(BaseHTTPRequestHandler):

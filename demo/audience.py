@@ -1,7 +1,7 @@
 """A synthetic, deterministic campaign audience, committed as ``data/audience.csv``.
 
 Profiles come from a seeded ``random.Random``, so the CSV can be regenerated exactly
-(``python -m airflow_campaign_provider.demo.audience --write``) and a test checks that
+(``python -m demo.audience --write``) and a test checks that
 the committed file still matches. Few distinct zip codes serve many profiles, so a DAG
 that calls the coupon API once per zip code, not once per profile, visibly saves calls.
 Every address is under ``@example.com`` (RFC 2606): nothing can reach a real mailbox.

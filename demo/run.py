@@ -10,16 +10,21 @@ message being sent twice in the same DAG run.
 from __future__ import annotations
 
 import argparse
+import html
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from airflow_campaign_provider.demo.environment import DemoEnvironment
+from demo.environment import DemoEnvironment
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,6 @@ class DemoRun:
     dag_id: str
     fetch_task: str
     deliveries: tuple[str, ...]
-    messages_task: str
     conf: str | None = None
 
     @property
@@ -38,21 +42,15 @@ class DemoRun:
 
 
 RUNS = (
-    DemoRun("campaign_coupons", "fetch_coupons", ("deliver_coupons",), "personalize_coupons"),
-    DemoRun("campaign_weather", "fetch_weather", ("deliver_messages",), "personalize_weather"),
-    DemoRun("campaign_offers", "fetch_offers", ("deliver_messages",), "personalize_offers"),
-    DemoRun(
-        "campaign_coupons",
-        "fetch_coupons",
-        ("deliver_fallback",),
-        "personalize_fallback",
-        conf='{"demo_fail": "500"}',
-    ),
+    DemoRun("campaign_coupons", "fetch_coupons", ("deliver_coupons",)),
+    DemoRun("campaign_weather", "fetch_weather", ("deliver_batch",)),
+    DemoRun("campaign_offers", "fetch_offers", ("deliver_batch",)),
+    DemoRun("campaign_coupons", "fetch_coupons", ("deliver_fallback",), conf='{"demo_fail": "500"}'),
 )
 
 
-def _latest_run(dag_id: str) -> tuple[str, str, dict[tuple[str, str], Any]]:
-    """The newest run of ``dag_id``: its id, state and XComs keyed by (task id, key)."""
+def _latest_run(dag_id: str) -> tuple[str, str, dict[tuple[str, str], list[Any]]]:
+    """The newest run of ``dag_id``: its id, state and XComs keyed by (task id, key), one per map index."""
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -63,17 +61,21 @@ def _latest_run(dag_id: str) -> tuple[str, str, dict[tuple[str, str], Any]]:
             select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.run_after.desc()).limit(1)
         ).one()
         xcoms = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
+            select(XComModel)
+            .where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
+            .order_by(XComModel.map_index)
         ).all()
-        values = {(x.task_id, x.key): XComModel.deserialize_value(x) for x in xcoms}
+        values: dict[tuple[str, str], list[Any]] = {}
+        for xcom in xcoms:
+            values.setdefault((xcom.task_id, xcom.key), []).append(XComModel.deserialize_value(xcom))
         return run.run_id, str(run.state), values
 
 
-def _report(demo_run: DemoRun, seconds: float) -> str:
+def _report(demo_run: DemoRun, seconds: float, new_mail: list[Path]) -> str:
     run_id, state, xcoms = _latest_run(demo_run.dag_id)
     lines = [f"{demo_run.title}: {state} in {seconds:.1f} s ({run_id})"]
-    summary = xcoms.get((demo_run.fetch_task, "summary"))
-    error = xcoms.get((demo_run.fetch_task, "error"))
+    [summary] = xcoms.get((demo_run.fetch_task, "summary"), [None])
+    [error] = xcoms.get((demo_run.fetch_task, "error"), [None])
     if summary:
         lines.append(
             f"  fetched    {summary['rows']:,} rows ({summary['rejected']} rejected) from {summary['url']}, "
@@ -83,17 +85,22 @@ def _report(demo_run: DemoRun, seconds: float) -> str:
         status = f" (HTTP {error['status']})" if error["status"] else ""
         lines.append(f"  failed     {error['type']}{status} from {error['url']} -> failure branch taken")
     for task_id in demo_run.deliveries:
-        report = xcoms.get((task_id, "return_value"))
-        if report:
+        batches = xcoms.get((task_id, "return_value"), [])
+        if batches:
+            total = Counter[str]()
+            for batch in batches:
+                total.update(batch["delivery"])
+            plural = "es" * (len(batches) != 1)
             lines.append(
-                f"  delivered  {report['sent']:,} messages ({task_id}); skipped: {report['skipped_no_consent']:,} "
-                f"without consent, {report['skipped_already_sent']:,} already sent"
+                f"  delivered  {total['sent']:,} messages in {len(batches)} batch{plural} ({task_id}); skipped: "
+                f"{total['skipped_no_consent']:,} without consent, {total['skipped_already_sent']:,} already sent"
             )
-    messages = xcoms.get((demo_run.messages_task, "return_value")) or []
-    sample = next((m for m in messages if m.get("consent")), None)
-    if sample:
-        body = textwrap.indent(textwrap.shorten(sample["body"], 160), "             ")
-        lines += [f"  message    to {sample['to']} [{sample['locale']}]: {sample['subject']}", body]
+    if new_mail:
+        sample = message_from_bytes(new_mail[0].read_bytes(), _class=EmailMessage, policy=policy.default)
+        part = sample.get_body(("html", "plain"))
+        text = re.sub(r"<[^>]+>", " ", str(part.get_content())) if part is not None else ""
+        body = textwrap.indent(textwrap.shorten(html.unescape(text), 160), "             ")
+        lines += [f"  message    to {sample['To']}: {sample['Subject']}", body]
     return "\n".join(lines)
 
 
@@ -122,10 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         for number, demo_run in enumerate(RUNS, start=1):
             command = [*airflow, "dags", "test", demo_run.dag_id, *(["--conf", demo_run.conf] if demo_run.conf else [])]
             log_path = logs / f"{number}-{demo_run.dag_id}.log"
+            seen = set(demo.smtp.outbox.glob("*.eml"))
             started = time.monotonic()
             with log_path.open("w") as log:
                 code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-            print(_report(demo_run, time.monotonic() - started), flush=True)
+            new_mail = sorted(set(demo.smtp.outbox.glob("*.eml")) - seen)
+            print(_report(demo_run, time.monotonic() - started, new_mail), flush=True)
             if code != 0:
                 failures += 1
                 print(f"  FAILED (exit {code}); log: {log_path}", flush=True)

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from airflow_campaign_provider.demo.https_server import JsonRequestHandler, LocalHttpsServer
-from airflow_campaign_provider.demo.switch import FAILURE_HEADER, FAILURES, SLOW_SECONDS
-from airflow_campaign_provider.demo.tls import LocalCA
+from demo.https_server import JsonRequestHandler, LocalHttpsServer
+from demo.switch import FAILURE_HEADER, FAILURES, SLOW_SECONDS
+from demo.tls import LocalCA
 
 CLIENT_ID = "campaign-demo"
 CLIENT_SECRET = "demo-client-secret-2026"  # noqa: S105 - a published demo credential

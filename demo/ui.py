@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
-from airflow_campaign_provider.demo.environment import DemoEnvironment
+from demo.environment import DemoEnvironment
 
 ADMIN_USER = "admin"
 STOP_GRACE_SECONDS = 20.0
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nAirflow UI:   {stack.url}\n"
         f"Login:        {ADMIN_USER} / {stack.admin_password()}\n"
         f"Demo API:     {stack.demo.api.base_url}   SMTP outbox: {stack.demo.smtp.outbox}\n"
-        "Connections:  campaign_demo_oauth, campaign_demo_apikey, smtp_demo (Admin > Connections)\n"
+        f"Connections:  {', '.join(stack.demo.connections())} (Admin > Connections)\n"
         "Press Ctrl-C to stop everything.\n"
     )
     sys.stdout.flush()
