@@ -1,12 +1,14 @@
 """Spring coupons: the External API activity's tutorial flow, batched for any audience size.
 
 A query selects the audience. The distinct zip codes of the profiles with consent are posted
-to the coupon API, one coupon per zip code comes back, and each batch of profiles (one mapped
-task instance per ``batch_size`` profiles) joins its coupon, renders a localized message (it,
-fr, nl, en) and delivers it by SMTP. If the coupon request fails, the failure branch sends
+to the coupon generator, which works as an async job: it answers 202 with a status URL, the
+task defers while the triggerer polls it, and the coupons (one per zip code, a paged list)
+are fetched once the job is done. Each batch of profiles (one mapped task instance per
+``batch_size`` profiles) then joins its coupon, renders a localized message (it, fr, nl, en)
+and delivers it by SMTP. If the coupon request or the job fails, the failure branch sends
 every batch a message without a coupon instead.
 
-Trigger with ``{"demo_fail": "500"}`` to see the failure branch against the demo API.
+Trigger with ``{"demo_fail": "job_failed"}`` (or ``"500"``) to see the failure branch against the demo API.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ TEMPLATES = Path(__file__).parent / "templates"
 AUDIENCE_SQL = "SELECT id, email, first_name, locale, zip, region, segment, email_consent FROM campaign_profiles"
 ZIP_CODES_SQL = "SELECT DISTINCT zip FROM campaign_profiles WHERE email_consent ORDER BY zip"
 BATCH_SIZE = Param(5000, type="integer", minimum=1, maximum=100_000, title="Profiles per delivery batch")
-# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow) as the X-Demo-Fail header asks.
+# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow, job_failed) as the X-Demo-Fail header asks.
 # Drop the param and the header when you point a copy of this DAG at your own API.
 DEMO_FAIL = Param(
     None,
     type=["null", "string"],
-    enum=[None, "500", "503", "html", "invalid", "slow"],
+    enum=[None, "500", "503", "html", "invalid", "slow", "job_failed"],
     title="Demo API failure switch",
     description="Make the demo API fail, to see the failure handling. Leave empty for a normal run.",
 )
@@ -44,8 +46,13 @@ def campaign_coupons() -> None:
     coupons = ExternalApiOperator(
         task_id="fetch_coupons",
         conn_id="campaign_demo_oauth",
-        endpoint="coupons",
+        endpoint="coupon-batches",
         headers=DEMO_FAIL_HEADER,
+        # The generator answers 202 with a Location; the triggerer polls it, the worker slot is free meanwhile.
+        job={"result_url": "$.links.result", "poll_interval": 1, "timeout": 600},
+        pagination={"type": "link_header"},
+        deferrable=True,
+        idempotency_key=True,
         inbound={
             "rows": query_rows.override(task_id="select_zip_codes")(ZIP_CODES_SQL),
             "columns": ["zip"],

@@ -1,6 +1,7 @@
 """Offers: the best current offer for each customer segment, batched for any audience size.
 
-Fetch the latest offers, validated against a JSON Schema and mapped into typed rows, pick
+Fetch the whole paged catalogue of the latest offers (``Link: rel="next"`` headers), each page
+validated against a JSON Schema and mapped into typed rows, pick
 the best offer per segment; each batch of profiles joins its segment's offer, personalizes
 and delivers. The fetch task updates the ``campaign_demo_offers`` asset, so a downstream DAG
 can be scheduled on fresh offers.
@@ -20,12 +21,12 @@ TEMPLATES = Path(__file__).parent / "templates"
 OFFERS = Asset("campaign_demo_offers")
 AUDIENCE_SQL = "SELECT id, email, first_name, locale, zip, region, segment, email_consent FROM campaign_profiles"
 BATCH_SIZE = Param(5000, type="integer", minimum=1, maximum=100_000, title="Profiles per delivery batch")
-# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow) as the X-Demo-Fail header asks.
+# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow, job_failed) as the X-Demo-Fail header asks.
 # Drop the param and the header when you point a copy of this DAG at your own API.
 DEMO_FAIL = Param(
     None,
     type=["null", "string"],
-    enum=[None, "500", "503", "html", "invalid", "slow"],
+    enum=[None, "500", "503", "html", "invalid", "slow", "job_failed"],
     title="Demo API failure switch",
     description="Make the demo API fail, to see the failure handling. Leave empty for a normal run.",
 )
@@ -45,6 +46,7 @@ def campaign_offers() -> None:
         endpoint="offers",
         headers=DEMO_FAIL_HEADER,
         response_schema="schemas/offers.schema.json",
+        pagination={"type": "link_header"},
         outbound={
             "records": "$.offers[*]",
             "columns": [

@@ -18,12 +18,12 @@ TEMPLATES = Path(__file__).parent / "templates"
 AUDIENCE_SQL = "SELECT id, email, first_name, locale, zip, region, segment, email_consent FROM campaign_profiles"
 REGIONS_SQL = "SELECT DISTINCT region FROM campaign_profiles WHERE email_consent ORDER BY region"
 BATCH_SIZE = Param(5000, type="integer", minimum=1, maximum=100_000, title="Profiles per delivery batch")
-# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow) as the X-Demo-Fail header asks.
+# Test-only: the demo API fails on purpose (500, 503, html, invalid, slow, job_failed) as the X-Demo-Fail header asks.
 # Drop the param and the header when you point a copy of this DAG at your own API.
 DEMO_FAIL = Param(
     None,
     type=["null", "string"],
-    enum=[None, "500", "503", "html", "invalid", "slow"],
+    enum=[None, "500", "503", "html", "invalid", "slow", "job_failed"],
     title="Demo API failure switch",
     description="Make the demo API fail, to see the failure handling. Leave empty for a normal run.",
 )

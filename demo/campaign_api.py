@@ -5,14 +5,20 @@ endpoint                     auth          answer
 ===========================  ============  ===============================================
 ``POST /oauth/token``        client creds  ``{"access_token", "token_type", "expires_in"}``
 ``POST /v1/coupons``         bearer        one coupon per zip of ``{"params", "data"}``
-``GET /v1/offers``           bearer        the latest offers, several per segment
+``POST /v1/coupon-batches``  bearer        the same coupons as an async job: 202, ``Location``
+``GET /v1/coupon-batches/ID`` bearer       the job: ``queued``, ``running``, then ``done``
+``GET …/ID/coupons?page=``   bearer        its coupons, 10 a page, ``Link: rel="next"``
+``GET /v1/offers?page=``     bearer        the latest offers, 3 a page, ``Link: rel="next"``
+``GET /v1/offers/by-cursor`` bearer        the same, ``?cursor=``, ``{"offers", "next_cursor"}``
+``GET /v1/offers/by-offset`` bearer        the same, ``?offset=&limit=``, ``{"offers", "total"}``
 ``GET /v1/weather?regions=`` API key       one forecast per region
-``GET /v1/lineup?event=``    API key       the line-up of a sports event
+``GET /v1/lineup?event=``    API key       a match: its teams, each with its players
 ``GET /v1``                  optional      a status document for the Test button
 ===========================  ============  ===============================================
 
 Answers are derived from the request alone (hashes and fixed tables, never the clock),
-so DAG runs and tests can assert exact values; only the OAuth tokens are random. The
+so DAG runs and tests can assert exact values; only the OAuth tokens are random, and a
+coupon batch's status moves with time (``job_seconds`` from queued to done). The
 regions, segments and zip codes are the audience's (:mod:`.audience`). Errors are JSON
 ``{"error": ..., "error_description": ...}`` as in RFC 6749. An ``X-Demo-Fail`` header on
 any ``/v1`` endpoint simulates a failure, see :data:`FAILURES`.
@@ -52,6 +58,12 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 VALID_UNTIL = "2026-12-31"
 FORECAST_DATE = "2026-11-23"
 KICKOFF = "2026-11-23T20:45:00+01:00"
+
+OFFERS_PER_PAGE = 3
+COUPONS_PER_PAGE = 10
+JOB_SECONDS = 3.0
+"""How long a coupon batch takes by default: queued for the first quarter, then running, then done."""
+_BATCH_PATH = re.compile(r"/v1/coupon-batches(?:/(?P<id>b-\d+)(?P<coupons>/coupons)?)?")
 
 _OFFER_FIELDS = ("id", "segment", "title", "discount", "valid_from", "valid_until")
 OFFERS: tuple[dict[str, Any], ...] = tuple(
@@ -177,21 +189,69 @@ def weather(regions: str) -> dict[str, Any]:
 
 
 def lineup(event: str) -> dict[str, Any]:
-    """Two teams of eleven for ``event``, picked by a generator seeded from the event name."""
+    """Tonight's match for ``event``: match → teams → players, as football APIs nest it.
+
+    Two teams of eleven, picked by a generator seeded from the event name.
+    """
     if not event.strip() or len(event) > 100:
         raise ApiError(400, "invalid_request", "query parameter 'event' is required (at most 100 characters)")
     rng = random.Random(_digest("lineup", event))
     home, away = rng.sample(_TEAMS, 2)
 
-    def squad(team: str) -> dict[str, Any]:
+    def team(side: str, name: str) -> dict[str, Any]:
         numbers = sorted(rng.sample(range(2, 30), len(_POSITIONS) - 1))
         players = [
             {"number": number, "name": f"{rng.choice('ABCDEFGHJKLMNPRST')}. {rng.choice(_SURNAMES)}", "position": pos}
             for number, pos in zip([1, *numbers], _POSITIONS, strict=True)
         ]
-        return {"team": team, "players": players}
+        return {"side": side, "name": name, "players": players}
 
-    return {"event": event, "kickoff": KICKOFF, "home": squad(home), "away": squad(away)}
+    match_id = f"M-{_digest('match', event)[:3].hex().upper()}"
+    venue = {"name": f"{home.split()[0]} Arena", "city": home.split()[0]}
+    teams = [team("home", home), team("away", away)]
+    return {"match": {"id": match_id, "event": event, "kickoff": KICKOFF, "venue": venue, "teams": teams}}
+
+
+def _page(items: list[Any], number: int, size: int, path: str) -> tuple[list[Any], dict[str, str]]:
+    """One page of ``items`` (from 1) and its ``Link: rel="next"`` header when there is a next page."""
+    if number < 1:
+        raise ApiError(400, "invalid_request", "'page' starts at 1")
+    start = (number - 1) * size
+    more = start + size < len(items)
+    return items[start : start + size], ({"Link": f'<{path}?page={number + 1}>; rel="next"'} if more else {})
+
+
+def _number(query: Mapping[str, str], name: str, default: int) -> int:
+    value = query.get(name, str(default))
+    if not value.isascii() or not value.isdecimal():
+        raise ApiError(400, "invalid_request", f"query parameter {name!r} must be a whole number")
+    return int(value)
+
+
+def offers_by_page(query: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The offers, ``OFFERS_PER_PAGE`` a page, with RFC 8288 ``Link`` headers."""
+    page, link = _page(list(OFFERS), _number(query, "page", 1), OFFERS_PER_PAGE, "/v1/offers")
+    return {"offers": page}, link
+
+
+def offers_by_cursor(query: Mapping[str, str]) -> dict[str, Any]:
+    """The offers after the offer id in ``cursor``; ``next_cursor`` is null on the last page."""
+    ids = [offer["id"] for offer in OFFERS]
+    cursor = query.get("cursor")
+    if cursor is not None and cursor not in ids:
+        raise ApiError(400, "invalid_request", "unknown cursor")
+    start = 0 if cursor is None else ids.index(cursor) + 1
+    page = list(OFFERS[start : start + OFFERS_PER_PAGE])
+    last = start + OFFERS_PER_PAGE >= len(OFFERS)
+    return {"offers": page, "next_cursor": None if last else page[-1]["id"]}
+
+
+def offers_by_offset(query: Mapping[str, str]) -> dict[str, Any]:
+    """The offers from ``offset``, ``limit`` at a time, with the ``total``."""
+    offset, limit = _number(query, "offset", 0), _number(query, "limit", OFFERS_PER_PAGE)
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "invalid_request", "'limit' must be between 1 and 100")
+    return {"offers": list(OFFERS[offset : offset + limit]), "total": len(OFFERS)}
 
 
 def _first_fields_only(value: Any) -> Any:
@@ -205,15 +265,51 @@ def _first_fields_only(value: Any) -> Any:
 
 Auth = Literal["bearer", "api_key", "optional"]
 Build = Callable[[Mapping[str, str], bytes], Any]
+"""An endpoint's answer: a JSON document, a (document, headers) pair, or a whole ``_Answer``."""
 
 _ROUTES: dict[str, tuple[str, Auth, Build]] = {
     "/v1": ("GET", "optional", lambda query, body: {"status": "ok", "service": "campaign demo API"}),
     "/v1/coupons": ("POST", "bearer", lambda query, body: coupons(_json_object(body))),
-    "/v1/offers": ("GET", "bearer", lambda query, body: {"offers": list(OFFERS)}),
+    "/v1/offers": ("GET", "bearer", lambda query, body: offers_by_page(query)),
+    "/v1/offers/by-cursor": ("GET", "bearer", lambda query, body: offers_by_cursor(query)),
+    "/v1/offers/by-offset": ("GET", "bearer", lambda query, body: offers_by_offset(query)),
     "/v1/weather": ("GET", "api_key", lambda query, body: weather(query.get("regions", ""))),
     "/v1/lineup": ("GET", "api_key", lambda query, body: lineup(query.get("event", ""))),
 }
 """Path -> (method, authentication, answer builder) of every ``/v1`` endpoint."""
+
+
+@dataclass
+class CouponBatch:
+    """A coupon batch job: created now, ``queued`` then ``running`` for ``seconds``, then ``done`` (or ``failed``)."""
+
+    id: str
+    created: float
+    seconds: float
+    fails: bool
+    coupons: list[dict[str, Any]]
+
+    def status(self) -> str:
+        age = time.monotonic() - self.created
+        if age < self.seconds / 4:
+            return "queued"
+        if age < self.seconds:
+            return "running"
+        return "failed" if self.fails else "done"
+
+    def status_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"id": self.id, "status": self.status(), "count": len(self.coupons)}
+        if document["status"] == "done":
+            document["links"] = {"result": f"/v1/coupon-batches/{self.id}/coupons"}
+        if document["status"] == "failed":
+            document["reason"] = f"simulated failure ({FAILURE_HEADER}: job_failed): the code generator stopped"
+        return document
+
+    def coupons_page(self, number: int, path: str) -> tuple[dict[str, Any], dict[str, str]]:
+        if self.status() != "done":
+            raise ApiError(409, "not_ready", f"batch {self.id} is {self.status()}")
+        page, link = _page(self.coupons, number, COUPONS_PER_PAGE, path)
+        return {"data": page}, link
 
 
 @dataclass(frozen=True)
@@ -248,9 +344,10 @@ class _Handler(JsonRequestHandler):
         body = self.read_body()
         if path == "/oauth/token":
             return self._token(body)
-        if path not in _ROUTES:
+        route = _ROUTES.get(path) or self._batch_route(path)
+        if route is None:
             raise ApiError(404, "not_found", f"no endpoint {path}")
-        method, auth, build = _ROUTES[path]
+        method, auth, build = route
         if self.command != method:
             raise ApiError(405, "invalid_request", f"use {method}", {"Allow": method})
         self._authenticate(auth)
@@ -267,10 +364,26 @@ class _Handler(JsonRequestHandler):
             return _Answer(502, _BAD_GATEWAY_PAGE, "text/html; charset=utf-8")
         if failure == "slow":
             time.sleep(SLOW_SECONDS)
-        document = build(query, body)
+        answer = build(query, body)
+        if isinstance(answer, _Answer):
+            return answer
+        document, headers = answer if isinstance(answer, tuple) else (answer, {})
         if failure == "invalid":
             document = _first_fields_only(document)
-        return _Answer(200, json.dumps(document).encode())
+        return _Answer(200, json.dumps(document).encode(), headers=headers)
+
+    def _batch_route(self, path: str) -> tuple[str, Auth, Build] | None:
+        """The coupon batch endpoints: create, status, and the coupons of a finished batch."""
+        match = _BATCH_PATH.fullmatch(path)
+        if match is None:
+            return None
+        if match["id"] is None:
+            fail = self.headers.get(FAILURE_HEADER, "").strip() == "job_failed"
+            return "POST", "bearer", lambda query, body: self.api.create_batch(_json_object(body), fail=fail)
+        batch = self.api.batch(match["id"])
+        if match["coupons"]:
+            return "GET", "bearer", lambda query, body: batch.coupons_page(_number(query, "page", 1), path)
+        return "GET", "bearer", lambda query, body: batch.status_document()
 
     def _token(self, body: bytes) -> _Answer:
         """OAuth2 client credentials (RFC 6749 §4.4), the client authenticated by HTTP Basic or form fields."""
@@ -310,9 +423,11 @@ class CampaignApi:
     :ivar requests: every answered request, in order (for tests).
     """
 
-    def __init__(self, ca: LocalCA, port: int = 0) -> None:
+    def __init__(self, ca: LocalCA, port: int = 0, *, job_seconds: float = JOB_SECONDS) -> None:
         self.requests: list[LoggedRequest] = []
+        self.job_seconds = job_seconds
         self._tokens: dict[str, float] = {}
+        self._batches: dict[str, CouponBatch] = {}
         self._lock = threading.Lock()
         self._server = LocalHttpsServer(type("Handler", (_Handler,), {"api": self}), ca, port=port)
 
@@ -345,6 +460,21 @@ class CampaignApi:
     def token_is_valid(self, token: str) -> bool:
         with self._lock:
             return self._tokens.get(token, 0.0) > time.monotonic()
+
+    def create_batch(self, request: Mapping[str, Any], *, fail: bool) -> _Answer:
+        """Start a coupon batch for an External API activity body; 202 with the status URL in ``Location``."""
+        records = coupons(request)["data"]
+        with self._lock:
+            batch_id = f"b-{len(self._batches) + 1}"
+            self._batches[batch_id] = CouponBatch(batch_id, time.monotonic(), self.job_seconds, fail, records)
+        location = f"/v1/coupon-batches/{batch_id}"
+        return _Answer(202, json.dumps({"id": batch_id, "status": "queued"}).encode(), headers={"Location": location})
+
+    def batch(self, batch_id: str) -> CouponBatch:
+        with self._lock:
+            if batch_id not in self._batches:
+                raise ApiError(404, "not_found", f"no coupon batch {batch_id}")
+            return self._batches[batch_id]
 
     def revoke_tokens(self) -> None:
         """Forget every issued token, as a server restart would: clients must fetch a new one."""

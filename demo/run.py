@@ -45,7 +45,8 @@ RUNS = (
     DemoRun("campaign_coupons", "fetch_coupons", ("deliver_coupons",)),
     DemoRun("campaign_weather", "fetch_weather", ("deliver_batch",)),
     DemoRun("campaign_offers", "fetch_offers", ("deliver_batch",)),
-    DemoRun("campaign_coupons", "fetch_coupons", ("deliver_fallback",), conf='{"demo_fail": "500"}'),
+    DemoRun("campaign_lineup", "fetch_lineup", ("deliver_lineup",)),
+    DemoRun("campaign_coupons", "fetch_coupons", ("deliver_fallback",), conf='{"demo_fail": "job_failed"}'),
 )
 
 
@@ -77,9 +78,12 @@ def _report(demo_run: DemoRun, seconds: float, new_mail: list[Path]) -> str:
     [summary] = xcoms.get((demo_run.fetch_task, "summary"), [None])
     [error] = xcoms.get((demo_run.fetch_task, "error"), [None])
     if summary:
+        pages = f" in {summary['pages']} pages" if summary.get("pages", 1) > 1 else ""
+        job = summary.get("job")
         lines.append(
-            f"  fetched    {summary['rows']:,} rows ({summary['rejected']} rejected) from {summary['url']}, "
+            f"  fetched    {summary['rows']:,} rows ({summary['rejected']} rejected) from {summary['url']}{pages}, "
             f"HTTP {summary['status']}, {summary['bytes']:,} bytes in {summary['elapsed_ms']} ms"
+            + (f"; async job {job['status']} after {job['polls']} polls, deferred meanwhile" if job else "")
         )
     if error:
         status = f" (HTTP {error['status']})" if error["status"] else ""

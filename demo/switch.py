@@ -15,6 +15,7 @@ FAILURES = {
     "html": "HTTP 502 with an HTML page instead of JSON",
     "invalid": "HTTP 200 whose objects keep only their first field, so required fields are missing",
     "slow": f"the normal answer after {SLOW_SECONDS:g} s",
+    "job_failed": "a coupon batch created with this header ends with status failed (other endpoints answer as usual)",
 }
 """The values of the ``X-Demo-Fail`` header and what the demo API does; empty or absent means no failure."""
 

@@ -79,6 +79,7 @@ def deliver_batch(
     match_column: str | None = None,
     fallback_templates: str | None = None,
     variant_field: str | None = None,
+    template_context: dict[str, Any] | None = None,
     audience_conn_id: str = AUDIENCE_CONN_ID,
     ledger_conn_id: str | None = None,
     smtp_conn_id: str = SMTP_CONN_ID,
@@ -90,6 +91,7 @@ def deliver_batch(
         with their columns prefixed by ``prefix``; a profile matched when its ``match_column`` is set.
     :param templates: the template set of matched profiles (all profiles without ``campaign``).
     :param fallback_templates: the template set of unmatched profiles; without it they get no message.
+    :param template_context: what every message may use (a match and its line-ups, say): small, through XCom.
     :param ledger_conn_id: the SQL connection of the delivery ledger; defaults to ``audience_conn_id``.
     """
     from airflow_campaign_provider.campaign.audience import join_by, partition
@@ -109,9 +111,9 @@ def deliver_batch(
         matched, unmatched = partition(join_by(profiles, campaign, join_key, prefix=prefix), match_column)
     else:
         matched, unmatched = profiles, []
-    messages = personalize(matched, templates, variant_field=variant_field)
+    messages = personalize(matched, templates, context=template_context, variant_field=variant_field)
     if fallback_templates is not None:
-        messages += personalize(unmatched, fallback_templates)
+        messages += personalize(unmatched, fallback_templates, context=template_context)
     render_done = time.monotonic()
     claimer = Claimer(f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}", ti.try_number)
     with SqlDeliveryLedger(

@@ -276,18 +276,18 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
     def execute(self, context: Context) -> Any:
         return self._run(context, _Resume())
 
-    def execute_resume(self, context: Context, event: Any = None, **resume: Any) -> Any:
+    def execute_resume(self, context: Context, event: dict[str, Any]) -> Any:
         """Go on after a long wait spent deferred: the call resumes with its attempt count and deadline."""
-        return self._run(context, _Resume(**resume))
+        return self._run(context, _Resume(call_state=event["call_state"]))
 
-    def execute_complete(self, context: Context, event: dict[str, Any], status_url: str) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Go on after the trigger polled the job to its end: fetch and map the result, or fail."""
         if event.get("status") != "done":
             err = error_from_payload(event.get("error") or {})
             if not isinstance(err, RequestFailedError):
                 raise err
             return self._request_failed(context, err, self._failure_branches())
-        return self._run(context, _Resume(phase="polled", status_url=status_url, job_state=event["job"]))
+        return self._run(context, _Resume(phase="polled", status_url=event["status_url"], job_state=event["job"]))
 
     def _run(self, context: Context, resume: _Resume) -> Any:
         call = self._prepare(context)
@@ -361,15 +361,14 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 wait_limit=DEFER_LONGER_THAN if self.deferrable else None,
             )
         except WaitTooLong as wait:
-            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+            from airflow_campaign_provider.triggers.external_api import WaitTrigger
 
             self.log.info(
                 "Waiting %.0f s deferred, then resuming the call (attempt count and deadline kept)", wait.seconds
             )
             self.defer(
-                trigger=TimeDeltaTrigger(timedelta(seconds=wait.seconds)),
+                trigger=WaitTrigger(until=hook.clock.now() + wait.seconds, call_state=state.to_dict()),
                 method_name="execute_resume",
-                kwargs={"call_state": state.to_dict()},
             )
 
     def _job_result(
@@ -405,7 +404,6 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                         conn_id=self.conn_id, status_url=status_url, job=config.to_dict(), state=state.to_dict()
                     ),
                     method_name="execute_complete",
-                    kwargs={"status_url": status_url},
                     timeout=timedelta(seconds=max(1.0, state.deadline - hook.clock.now()) + DEFER_GRACE),
                 )
             if self.deferrable:

@@ -2,8 +2,9 @@
 
 The trigger runs :func:`~airflow_campaign_provider.jobs.poll_flow`, the same sans-I/O
 flow the worker runs, with the async transport: HTTPS only, pinned addresses, the size
-cap, retries with ``Retry-After``, OAuth2, one deadline (``job.timeout``). It only ever
-sends GET requests; the job was created on the worker. Its kwargs hold no secret (it
+cap, retries with ``Retry-After``, OAuth2, one deadline (``job.timeout``). It sends the
+API nothing but GET requests (the job was created on the worker); its one other request
+is the OAuth2 token request, which changes nothing. Its kwargs hold no secret (it
 reads the connection itself) and its events are a few small JSON fields: the result is
 fetched and mapped on the worker once the task resumes.
 """
@@ -62,8 +63,9 @@ class AsyncRunner:
                 return done.value  # type: ignore[no-any-return]
 
     async def _send(self, action: Send) -> ApiResponse | TransportError:
-        if action.request.method != "GET":
-            raise TypeError("the trigger only ever sends GET requests")  # a POST is never re-sent from here
+        if action.request.method != "GET" and action.request.authenticate:
+            # Only the OAuth2 token request, which changes nothing, may be a POST: a job is never created here.
+            raise TypeError("the trigger sends the API nothing but GET requests")
         try:
             with scrubbed_log_records((*self.secrets, *action.request.secrets)):
                 return await self.transport.send(action.request, action.timeout, action.budget)
@@ -117,10 +119,11 @@ class ExternalApiTrigger(BaseTrigger):
                 )
         except ExternalApiError as err:
             self.log.error("Job polling ended with %s: %s", type(err).__name__, err)
-            yield TriggerEvent({"status": "error", "error": error_payload(err), "job": state.to_dict()})  # type: ignore[no-untyped-call]
+            yield _event({"status": "error", "error": error_payload(err), "job": state.to_dict()})
             return
         self.log.info("Job done (status %r after %d polls); resuming the task", state.last_status, state.polls)
-        yield TriggerEvent({"status": "done", "job": state.to_dict()})  # type: ignore[no-untyped-call]
+        # The status URL rides in the event: dag.test() resumes with the event alone, without the defer kwargs.
+        yield _event({"status": "done", "job": state.to_dict(), "status_url": self.status_url})
 
     async def _settings(self) -> ConnectionSettings:
         from airflow.providers.common.compat.connection import get_async_connection
@@ -130,6 +133,33 @@ class ExternalApiTrigger(BaseTrigger):
         for secret in settings.secrets:
             mask_secret(secret)
         return settings
+
+
+class WaitTrigger(BaseTrigger):
+    """Spend a long wait of the worker's call (a ``Retry-After: 120``, say) in the triggerer.
+
+    :param until: when to fire, in epoch seconds.
+    :param call_state: the call's :class:`~airflow_campaign_provider.flow.CallState`, handed back in the event.
+    """
+
+    def __init__(self, *, until: float, call_state: dict[str, Any]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.until = until
+        self.call_state = call_state
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            "until": self.until,
+            "call_state": self.call_state,
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.sleep(max(0.0, self.until - time.time()))
+        yield _event({"status": "waited", "call_state": self.call_state})
+
+
+def _event(payload: dict[str, Any]) -> TriggerEvent:
+    return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
 
 def error_payload(err: ExternalApiError) -> dict[str, Any]:

@@ -125,11 +125,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, api, local_ca) -> Iterator
 
 
 def watch_deferred(cluster: AirflowCluster, run_id: str, seconds: float) -> list[tuple[str | None, list[str]]]:
-    """Sample the task's state and the busy executor workers for ``seconds``."""
+    """Sample, for ``seconds``, the task's state and the executor workers busy with this task instance."""
+    ti_id = cluster.task_instance_id("deferred_coupons", run_id, "coupons")
     samples = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        samples.append((cluster.task_state("deferred_coupons", run_id, "coupons"), cluster.task_processes()))
+        busy = [title for title in cluster.task_processes() if ti_id in title]
+        samples.append((cluster.task_state("deferred_coupons", run_id, "coupons"), busy))
         time.sleep(0.5)
     return samples
 
@@ -147,7 +149,7 @@ def test_a_deferred_job_holds_no_worker_and_its_rows_land_in_xcom(cluster, api) 
     )
     samples = watch_deferred(cluster, run_id, 15)
     assert {state for state, _ in samples} == {"deferred"}, samples
-    assert all(busy == [] for _, busy in samples), "no executor worker holds the task while it waits"
+    assert all(busy == [] for _, busy in samples), f"no executor worker holds the task while it waits: {samples}"
     assert cluster.wait_for_run("deferred_coupons", run_id) == "success"
     assert cluster.xcom("deferred_coupons", run_id, "coupons") == COUPONS
     assert cluster.xcom("deferred_coupons", run_id, "count") == len(COUPONS)
@@ -192,7 +194,7 @@ def test_a_retry_after_of_60_s_on_a_status_poll_is_spent_deferred(cluster, api) 
     cluster.wait_for(lambda: "limited_at" in jobs.jobs.get(job_id, {}), 120, "the 429 on a poll")
     samples = watch_deferred(cluster, run_id, 30)
     assert {state for state, _ in samples} == {"deferred"}, samples
-    assert all(busy == [] for _, busy in samples), "the 60 s wait is not spent on a worker"
+    assert all(busy == [] for _, busy in samples), f"the 60 s wait is not spent on a worker: {samples}"
     assert cluster.wait_for_run("deferred_coupons", run_id) == "success"
     waited = time.monotonic() - jobs.jobs[job_id]["limited_at"]
     assert waited >= 60, "the Retry-After was honoured"

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -161,10 +162,13 @@ def test_offers_with_an_oauth_token_fetched_once(conns, api_log) -> None:
     with ExternalApiHook(OAUTH_CONN_ID) as hook:
         first = hook.get_json("offers")
         again = hook.get_json("offers")
-    assert first == again == {"offers": list(campaign_api.OFFERS)}
-    assert api_log() == [("POST", "/oauth/token", 200), ("GET", "/v1/offers", 200), ("GET", "/v1/offers", 200)]
+        pages = hook.paginate("GET", "offers", pagination={"type": "link_header"}, records_path="$.offers[*]")
+        catalogue = [offer for page in pages for offer in page.records]
+    assert first == again == {"offers": list(campaign_api.OFFERS[:3])}, "the first page"
+    assert catalogue == list(campaign_api.OFFERS)
+    assert api_log()[:3] == [("POST", "/oauth/token", 200), ("GET", "/v1/offers", 200), ("GET", "/v1/offers", 200)]
     by_segment: dict[str, list[float]] = {}
-    for offer in first["offers"]:
+    for offer in catalogue:
         assert set(offer) == {"id", "segment", "title", "discount", "valid_from", "valid_until"}
         by_segment.setdefault(offer["segment"], []).append(offer["discount"])
     assert set(by_segment) == set(SEGMENTS)
@@ -238,15 +242,53 @@ def test_weather_and_lineup_with_the_api_key(conns) -> None:
         assert isinstance(forecast["temp_c"], int)
         assert forecast["date"] == "2026-11-23"
     assert weather["forecasts"][0] == {"region": "north", "condition": "rain", "temp_c": 3, "date": "2026-11-23"}
-    assert lineup["event"] == LINEUP_EVENT
-    assert lineup["kickoff"] == "2026-11-23T20:45:00+01:00"
-    assert lineup["home"]["team"] != lineup["away"]["team"]
-    for side in ("home", "away"):
-        players = lineup[side]["players"]
+    match = lineup["match"]
+    assert match["event"] == LINEUP_EVENT
+    assert match["kickoff"] == "2026-11-23T20:45:00+01:00"
+    assert [team["side"] for team in match["teams"]] == ["home", "away"]
+    assert match["teams"][0]["name"] != match["teams"][1]["name"]
+    for team in match["teams"]:
+        players = team["players"]
         assert len(players) == 11
         assert len({p["number"] for p in players}) == 11
         assert players[0]["position"] == "GK"
     assert other != lineup
+
+
+@pytest.mark.parametrize(
+    ("pagination", "endpoint"),
+    [
+        ({"type": "link_header"}, "offers"),
+        ({"type": "cursor", "cursor_path": "$.next_cursor", "cursor_param": "cursor"}, "offers/by-cursor"),
+        ({"type": "offset", "limit": 2, "total_path": "$.total"}, "offers/by-offset"),
+    ],
+)
+def test_the_offers_catalogue_pages_in_three_styles(conns, pagination, endpoint) -> None:
+    with ExternalApiHook(OAUTH_CONN_ID) as hook:
+        pages = hook.paginate("GET", endpoint, pagination=pagination, records_path="$.offers[*]")
+        assert [offer for page in pages for offer in page.records] == list(campaign_api.OFFERS)
+
+
+def test_a_coupon_batch_is_an_async_job_whose_coupons_page(conns, demo) -> None:
+    demo.api.job_seconds = 0.4
+    zips = [f"{10000 + n}" for n in range(25)]
+    body = {"params": {"campaign": "spring"}, "data": [{"zip": z} for z in zips]}
+    created = call(OAUTH_CONN_ID, "POST", "coupon-batches", {}, body)
+    assert created.status_code == 202
+    status_url = urljoin(created.url, created.headers["Location"])
+    with ExternalApiHook(OAUTH_CONN_ID) as hook:
+        assert hook.get_json(status_url)["status"] in ("queued", "running")
+        time.sleep(0.5)
+        done = hook.get_json(status_url)
+        assert done["status"] == "done"
+        pages = hook.paginate("GET", urljoin(status_url, done["links"]["result"]), pagination={"type": "link_header"})
+        coupons = [row for page in pages for row in page.records]
+    assert [c["zip"] for c in coupons] == zips
+    assert pages.summary is not None and pages.summary.pages == 3
+    failing = call(OAUTH_CONN_ID, "POST", "coupon-batches", {}, body, fail="job_failed")
+    time.sleep(0.5)
+    with ExternalApiHook(OAUTH_CONN_ID) as hook:
+        assert hook.get_json(urljoin(failing.url, failing.headers["Location"]))["status"] == "failed"
 
 
 @pytest.mark.parametrize(("endpoint", "params"), [("weather", {}), ("weather", {"regions": " , "}), ("lineup", {})])
@@ -348,11 +390,11 @@ def test_demo_fail_invalid_drops_required_fields(conns) -> None:
     coupons = call(OAUTH_CONN_ID, "POST", "coupons", {}, COUPON_BODY, fail="invalid").json()
     assert coupons == {"data": [{"zip": "20121"}, {"zip": "SW1A"}]}
     offers = call(OAUTH_CONN_ID, "GET", "offers", {}, None, fail="invalid").json()
-    assert offers == {"offers": [{"id": offer["id"]} for offer in campaign_api.OFFERS]}
+    assert offers == {"offers": [{"id": offer["id"]} for offer in campaign_api.OFFERS[:3]]}, "the first page"
     weather = call(API_KEY_CONN_ID, "GET", "weather", {"regions": "north"}, None, fail="invalid").json()
     assert weather == {"forecasts": [{"region": "north"}]}
     lineup = call(API_KEY_CONN_ID, "GET", "lineup", {"event": LINEUP_EVENT}, None, fail="invalid").json()
-    assert lineup == {"event": LINEUP_EVENT}
+    assert lineup == {"match": {"id": lineup["match"]["id"]}}, "the teams are gone"
 
 
 def test_demo_fail_slow_answers_late_and_trips_a_short_timeout(conns, monkeypatch) -> None:
@@ -368,11 +410,11 @@ def test_demo_fail_slow_answers_late_and_trips_a_short_timeout(conns, monkeypatc
 
 def test_demo_fail_empty_is_normal_and_unknown_is_refused(conns) -> None:
     normal = call(OAUTH_CONN_ID, "GET", "offers", {}, None, fail="").json()
-    assert normal == {"offers": list(campaign_api.OFFERS)}
+    assert normal == {"offers": list(campaign_api.OFFERS[:3])}
     with pytest.raises(HttpStatusError) as caught:
         call(OAUTH_CONN_ID, "GET", "offers", {}, None, fail="teapot")
     assert caught.value.status == 400
-    assert "X-Demo-Fail must be one of 500, 503, html, invalid, slow" in caught.value.message
+    assert "X-Demo-Fail must be one of 500, 503, html, invalid, slow, job_failed" in caught.value.message
 
 
 # SMTP --------------------------------------------------------------------------------------

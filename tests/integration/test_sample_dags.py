@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from tests.support.airflow_run import DagRunResult, run_dag
 pytestmark = pytest.mark.integration
 
 REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
-SAMPLE_DAGS = ("campaign_coupons", "campaign_weather", "campaign_offers")
+SAMPLE_DAGS = ("campaign_coupons", "campaign_lineup", "campaign_offers", "campaign_weather")
 PROFILES: dict[str, dict[str, Any]] = {str(p["id"]): dict(p) for p in load_audience()}
 BY_EMAIL = {p["email"]: p for p in PROFILES.values()}
 CONSENTING = {p["email"] for p in PROFILES.values() if p["email_consent"]}
@@ -103,7 +104,10 @@ def test_coupons_one_localized_message_with_the_coupon_per_consenting_profile(ca
         {"number": 2, "first_key": 1001, "last_key": 1200, "size": 200},
     ]
     coupons = {row["zip"]: row for row in result.xcom("fetch_coupons")}
-    assert result.xcom("fetch_coupons", "summary")["rows"] == len(coupons)
+    summary = result.xcom("fetch_coupons", "summary")
+    assert summary["rows"] == len(coupons)
+    assert summary["job"]["status"] == "done", "the coupons came from an async job the task deferred on"
+    assert summary["pages"] == 3, "29 coupons, 10 a page"
     openings = {"it": "ecco il tuo buono", "fr": "votre bon de", "nl": "je kortingscode", "en": "coupon is here"}
     for message in messages:
         profile = BY_EMAIL[str(message["To"])]
@@ -113,15 +117,18 @@ def test_coupons_one_localized_message_with_the_coupon_per_consenting_profile(ca
         assert openings[profile["locale"]] in str(message["Subject"])
 
 
-def test_coupons_failure_switch_sends_the_fallback_and_skips_the_coupon_path(campaign) -> None:
-    result, messages = campaign("campaign_coupons", run_conf={"demo_fail": "500"})
+@pytest.mark.parametrize(("switch_value", "error_type"), [("500", "HttpStatusError"), ("job_failed", "JobFailedError")])
+def test_coupons_failure_switch_sends_the_fallback_and_skips_the_coupon_path(
+    campaign, switch_value, error_type
+) -> None:
+    result, messages = campaign("campaign_coupons", run_conf={"demo_fail": switch_value})
     assert result.state == "success", result.task_states
     assert result.task_states["fetch_coupons"] == "success"
     assert result.task_states["plan_coupon_batches"] == "skipped"
     assert result.task_states["deliver_coupons"] == "skipped"
     assert result.task_states["plan_fallback_batches"] == "success"
     assert result.task_states["deliver_fallback"] == "success"
-    assert result.xcom("fetch_coupons", "error")["status"] == 500
+    assert result.xcom("fetch_coupons", "error")["type"] == error_type
     assert recipients(messages) == Counter(CONSENTING)
     fallback = {
         "it": "un piccolo pensiero",
@@ -166,6 +173,8 @@ def test_offers_best_offer_per_segment_and_asset_event(campaign) -> None:
     }
     for message in messages:
         assert best[BY_EMAIL[str(message["To"])]["segment"]] in str(message["Subject"])
+    summary = result.xcom("fetch_offers", "summary")
+    assert (summary["pages"], summary["rows"], summary["stopped_by"]) == (3, 9, "no next link")
 
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -178,6 +187,51 @@ def test_offers_best_offer_per_segment_and_asset_event(campaign) -> None:
             .where(AssetModel.name == "campaign_demo_offers", AssetEvent.source_run_id == result.run_id)
         ).all()
     assert len(events) == 1
+
+
+def test_lineup_maps_match_teams_and_players_with_their_context_into_a_newsletter(campaign) -> None:
+    result, messages = campaign("campaign_lineup")
+    assert result.state == "success", result.task_states
+    assert result.task_states["deliver_fallback"] == "skipped"
+    [match] = result.xcom("fetch_lineup", "match")
+    players = result.xcom("fetch_lineup", "players")
+    assert len(players) == 22
+    assert {p["team"] for p in players} == {match["home"], match["away"]}, "each player has its team's name"
+    assert {p["kickoff"] for p in players} == {"2026-11-23T19:45:00+00:00"}, "the kick-off from the root, in UTC"
+    assert match["kickoff"] == "2026-11-23T20:45:00+01:00"
+    summary = result.xcom("fetch_lineup", "summary")
+    assert summary["tables"]["players"]["rows"] == 22
+    assert summary["empty_columns"] == []
+    assert recipients(messages) == Counter(CONSENTING)
+    english = next(m for m in messages if BY_EMAIL[str(m["To"])]["locale"] == "en")
+    assert str(english["Subject"]).endswith(f"tonight: {match['home']} v {match['away']}")
+    home = sorted((p for p in players if p["side"] == "home"), key=lambda p: p["number"])
+    assert f"{home[0]['number']} {home[0]['name']}" in body(english)
+
+
+def test_a_broken_lineup_takes_the_failure_branch_and_alerts_the_campaign_team(campaign) -> None:
+    result, messages = campaign("campaign_lineup", run_conf={"demo_fail": "invalid"})
+    assert result.state == "success", result.task_states
+    assert result.task_states["deliver_lineup"] == "skipped"
+    assert result.task_states["deliver_fallback"] == "success"
+    assert result.xcom("fetch_lineup", "error")["type"] == "ResponseMappingError"
+    alerts = [m for m in messages if str(m["To"]) == "campaign-team@example.com"]
+    assert len(alerts) == 1, "the on_failure_branch notifier e-mailed the campaign team"
+    assert "Line-up unavailable for campaign_lineup" in str(alerts[0]["Subject"])
+    assert "outbound mapping: the records path" in body(alerts[0]), "the alert says what went wrong"
+    assert recipients([m for m in messages if m not in alerts]) == Counter(CONSENTING)
+
+
+def test_the_preview_cli_maps_a_live_sample_from_the_demo_api(demo) -> None:
+    env = {**os.environ, **demo.env_vars()}
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow_campaign_provider", "preview", "--conn-id", "campaign_demo_apikey",
+         "--endpoint", "lineup?event=Milano+Lions+v+Roma+Wolves", "--records", "$.match.teams[*].players[*]"],
+        env=env, capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    assert '"records": "$.match.teams[*].players[*]"' in out or "'records': '$.match.teams[*].players[*]'" in out
+    assert "position" in out
+    assert "demo-api-key-2026" not in out
 
 
 def test_a_delivery_retry_after_a_mid_batch_failure_sends_each_message_exactly_once(campaign, demo) -> None:

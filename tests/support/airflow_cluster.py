@@ -185,8 +185,16 @@ class AirflowCluster:
         # SQLite hands JSON scalars back as numbers; anything else is JSON text.
         return json.loads(value) if isinstance(value, (str, bytes)) else value
 
+    def task_instance_id(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """The task instance's id as worker process titles show it (with dashes)."""
+        (raw,) = self.query(
+            "SELECT id FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?", dag_id, run_id, task_id
+        )[0]
+        hexa = str(raw).replace("-", "")
+        return f"{hexa[:8]}-{hexa[8:12]}-{hexa[12:16]}-{hexa[16:20]}-{hexa[20:]}"
+
     def task_processes(self) -> list[str]:
-        """Titles of this scheduler's LocalExecutor workers that are busy with a task."""
+        """Titles of this scheduler's LocalExecutor workers that are busy with a task (they name its id)."""
         parents: dict[int, int] = {}
         titles: dict[int, str] = {}
         for proc in Path("/proc").iterdir():
