@@ -125,8 +125,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, api, local_ca) -> Iterator
 
 
 def watch_deferred(cluster: AirflowCluster, run_id: str, seconds: float) -> list[tuple[str | None, list[str]]]:
-    """Sample, for ``seconds``, the task's state and the executor workers busy with this task instance."""
+    """Sample, for ``seconds``, the task's state and the executor workers busy with this task instance.
+
+    Sampling starts once the worker has let the task go: after the task defers, its process
+    takes a moment to wind down (it reports its state, then exits).
+    """
     ti_id = cluster.task_instance_id("deferred_coupons", run_id, "coupons")
+    cluster.wait_for(
+        lambda: not [title for title in cluster.task_processes() if ti_id in title], 15, "the worker to let go"
+    )
     samples = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
