@@ -37,8 +37,8 @@ from demo.services import LocalPostgres, LocalRedis, Service, free_port, start_g
 from demo.worker_name import WORKER_NAME_VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_DAGS = ("campaign_coupons", "campaign_weather", "campaign_offers")
-DELIVERY_TASKS = ("deliver_coupons", "deliver_fallback", "deliver_batch")
+SAMPLE_DAGS = ("campaign_coupons", "campaign_weather", "campaign_offers", "campaign_lineup")
+DELIVERY_TASKS = ("deliver_coupons", "deliver_fallback", "deliver_batch", "deliver_lineup")
 LEDGER_TABLE = "campaign_delivery_ledger"
 
 

@@ -381,11 +381,14 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         assert call.job is not None
         config = call.job
         if resume.phase == "polled":
+            # The job was created before the task deferred: the link and summary still show where.
+            self.called_url = hook.build(self.method, self.endpoint, params=self.query_params).display_url
             status_url, state = resume.status_url or "", JobState.from_dict(resume.job_state or {})
             final = hook.request("GET", status_url)
             document = final.json()
         else:
             created = self._call(hook, call, resume)
+            self.called_url = created.display_url
             found = status_url_of(config, created, created.json() if config.status_url.startswith("$") else None)
             if found is None:
                 raise JobFailedError(
@@ -463,7 +466,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         ti.xcom_push(
             key="summary",
             value={
-                "url": responses[0].display_url,
+                "url": self.called_url,
                 "method": self.method,
                 "status": responses[-1].status_code,
                 "bytes": received,

@@ -164,6 +164,7 @@ def test_a_deferred_job_holds_no_worker_and_its_rows_land_in_xcom(cluster, api) 
     assert len(posts(server)) - before == 1
     summary = cluster.xcom("deferred_coupons", run_id, "coupons", "summary")
     assert summary["job"]["status"] == "done"
+    assert summary["url"].endswith("/v1/coupon-batches"), "after resuming, the summary still names the create call"
 
 
 def test_a_triggerer_killed_mid_poll_is_replaced_and_the_job_was_created_once(cluster, api) -> None:

@@ -134,6 +134,8 @@ def test_a_job_is_created_polled_on_the_worker_and_its_paged_result_mapped(airfl
     assert result.xcom("coupons") == COUPONS
     summary = result.xcom("coupons", "summary")
     assert summary["job"] == {"status": "done", "polls": 4}
+    assert summary["url"] == f"{job_conn.base_url}/v1/coupon-batches", "the summary names the request that made the job"
+    assert result.xcom("coupons", "_link_ExternalApiLink") == summary["url"]
     assert summary["pages"] == 3
     assert len(posts(job_conn)) == 1
     assert api.polls == 4

@@ -192,12 +192,12 @@ def test_triggered_campaign_shows_rendered_fields_xcom_and_link(stack: UiStack, 
         expect(page.get_by_text(key, exact=True)).to_be_visible()
     expect(page.get_by_text('"rejected_samples"')).to_be_visible()
     expect(page.get_by_text('"code"').first).to_be_visible()
-    expect(page.get_by_text(f'"{stack.demo.api.base_url}/v1/coupons"').first).to_be_visible()
+    expect(page.get_by_text(f'"{stack.demo.api.base_url}/v1/coupon-batches"').first).to_be_visible()
     shot(page, "09-xcom")
 
     page.get_by_role("link", name="Details").click()
     link = page.get_by_role("link", name="External API")
-    expect(link).to_have_attribute("href", f"{stack.demo.api.base_url}/v1/coupons")
+    expect(link).to_have_attribute("href", f"{stack.demo.api.base_url}/v1/coupon-batches")
     shot(page, "10-extra-link")
     body = page.content()
     for secret in SECRETS:
