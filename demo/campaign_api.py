@@ -191,12 +191,17 @@ def weather(regions: str) -> dict[str, Any]:
 def lineup(event: str) -> dict[str, Any]:
     """Tonight's match for ``event``: match → teams → players, as football APIs nest it.
 
-    Two teams of eleven, picked by a generator seeded from the event name.
+    Two teams of eleven: the two an event name such as "Milano Lions v Roma Wolves" names, else two picked
+    by a generator seeded from the event name, which also picks the players.
     """
     if not event.strip() or len(event) > 100:
         raise ApiError(400, "invalid_request", "query parameter 'event' is required (at most 100 characters)")
     rng = random.Random(_digest("lineup", event))
-    home, away = rng.sample(_TEAMS, 2)
+    named = [name.strip() for name in event.split(" v ")]
+    # "Milano Lions v Roma Wolves" plays those two; any other event name gets two teams picked for it.
+    home, away = (
+        named if len(named) == 2 and set(named) <= set(_TEAMS) and named[0] != named[1] else rng.sample(_TEAMS, 2)
+    )
 
     def team(side: str, name: str) -> dict[str, Any]:
         numbers = sorted(rng.sample(range(2, 30), len(_POSITIONS) - 1))

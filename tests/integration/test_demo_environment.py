@@ -246,6 +246,7 @@ def test_weather_and_lineup_with_the_api_key(conns) -> None:
     assert match["event"] == LINEUP_EVENT
     assert match["kickoff"] == "2026-11-23T20:45:00+01:00"
     assert [team["side"] for team in match["teams"]] == ["home", "away"]
+    assert [team["name"] for team in match["teams"]] == ["Milano Lions", "Roma Wolves"], "the teams the event names"
     assert match["teams"][0]["name"] != match["teams"][1]["name"]
     for team in match["teams"]:
         players = team["players"]
