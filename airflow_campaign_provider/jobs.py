@@ -223,9 +223,6 @@ def poll_flow(
         yield PollWait(wait, state.last_status)
 
 
-IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-
-
 def idempotency_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
     """An opaque ``Idempotency-Key``: the same on every try of one task instance, different on any other."""
     import hashlib

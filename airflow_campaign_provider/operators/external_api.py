@@ -34,7 +34,7 @@ from airflow_campaign_provider.exceptions import (
 from airflow_campaign_provider.failure_alerts import check_alerts, send_alerts
 from airflow_campaign_provider.guardrails import check_headers
 from airflow_campaign_provider.inbound import build_request_body, validate_inbound
-from airflow_campaign_provider.jobs import IDEMPOTENCY_KEY_HEADER, idempotency_key, parse_job
+from airflow_campaign_provider.jobs import idempotency_key, parse_job
 from airflow_campaign_provider.links import ExternalApiLink
 from airflow_campaign_provider.outbound import compile_outbound, has_template, validate_outbound
 from airflow_campaign_provider.pagination import Page, parse_pagination
@@ -45,6 +45,7 @@ from airflow_campaign_provider.response_schema import (
     load_schema,
     validate_response,
 )
+from airflow_campaign_provider.retry import IDEMPOTENCY_KEY_HEADER
 from airflow_campaign_provider.settings import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
@@ -478,15 +479,14 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 **({"job": self._job_summary} if call.job is not None else {}),
             },
         )
-        result = total
         # Named tables also go under their own XCom keys, so that op.output["players"] feeds a task.
-        self.multiple_outputs = result.named
+        self.multiple_outputs = total.named
         if not call.branches:
             return value
         # The branching helper ends the task by raising, so the rows go to XCom first.
         if self.do_xcom_push:
             ti.xcom_push(key="return_value", value=value)
-            for table, rows in value.items() if result.named else ():
+            for table, rows in value.items() if total.named else ():
                 ti.xcom_push(key=table, value=rows)
         self.do_branch(context, [t for t in self.downstream_task_ids if t not in call.branches] or None)
         return None
