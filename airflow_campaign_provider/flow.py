@@ -40,7 +40,7 @@ from airflow_campaign_provider.response import ApiResponse
 from airflow_campaign_provider.retry import RetryPolicy, parse_retry_after
 from airflow_campaign_provider.settings import ConnectionSettings
 
-Clock = Callable[[], float]
+Now = Callable[[], float]
 """Seconds since the epoch (``time.time`` in production): deadlines must mean the same in another process."""
 
 EXCERPT_CHARS = 200
@@ -140,7 +140,7 @@ def call_flow(
     request: ApiRequest,
     settings: ConnectionSettings,
     state: CallState,
-    now: Clock,
+    now: Now,
     rng: random.Random,
     *,
     accept: frozenset[int] = frozenset(),
@@ -210,7 +210,7 @@ def _wait_before_retry(
     request: ApiRequest,
     policy: RetryPolicy,
     state: CallState,
-    now: Clock,
+    now: Now,
     rng: random.Random,
 ) -> Flow[None]:
     """Spend one retry and wait for it, or raise the failure's error when no retry is allowed."""
@@ -239,7 +239,7 @@ def status_error(response: ApiResponse, secrets: tuple[str, ...]) -> HttpStatusE
 
 
 def token_flow(
-    settings: ConnectionSettings, deadline: float, now: Clock, rng: random.Random
+    settings: ConnectionSettings, deadline: float, now: Now, rng: random.Random
 ) -> Flow[tuple[OAuthToken, ApiResponse]]:
     """Fetch an OAuth2 client-credentials token under the same guardrails, retries and deadline as the call.
 

@@ -24,7 +24,7 @@ from airflow_campaign_provider.redaction import excerpt
 from airflow_campaign_provider.retry import parse_retry_after
 
 if TYPE_CHECKING:  # the flow itself is imported when a job runs, not when a DAG file is parsed
-    from airflow_campaign_provider.flow import Action, Clock
+    from airflow_campaign_provider.flow import Action, Now
     from airflow_campaign_provider.request import ApiRequest
     from airflow_campaign_provider.response import ApiResponse
     from airflow_campaign_provider.settings import ConnectionSettings
@@ -182,7 +182,7 @@ def poll_flow(
     status: ApiRequest,
     state: JobState,
     settings: ConnectionSettings,
-    now: Clock,
+    now: Now,
     rng: random.Random,
 ) -> PollFlow:
     """Poll ``status`` (a GET) until the job's status is done or failed, or ``job.timeout`` passes.

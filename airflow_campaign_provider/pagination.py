@@ -23,7 +23,7 @@ from airflow_campaign_provider.exceptions import MappingConfigError, PaginationE
 from airflow_campaign_provider.json_paths import singular_path
 
 if TYPE_CHECKING:  # the flow itself is imported when a fetch runs, not when a DAG file is parsed
-    from airflow_campaign_provider.flow import Action, Clock, Flow
+    from airflow_campaign_provider.flow import Action, Flow, Now
     from airflow_campaign_provider.request import ApiRequest
     from airflow_campaign_provider.response import ApiResponse
     from airflow_campaign_provider.settings import ConnectionSettings
@@ -526,7 +526,7 @@ def paginate_flow(
     first: PageRequest,
     build: Callable[[PageRequest], ApiRequest],
     settings: ConnectionSettings,
-    now: Clock,
+    now: Now,
     rng: random.Random,
 ) -> PagedFlow:
     """Fetch every page under one deadline (``config.timeout``), each page also within the connection's timeout.

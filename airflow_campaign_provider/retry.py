@@ -60,7 +60,7 @@ class RetryPolicy:
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Return the wait a ``Retry-After`` header asks for, in seconds, or None if absent or unreadable.
 
     Both forms of RFC 9110 §10.2.3 are read: delay-seconds and an HTTP-date.
@@ -76,4 +76,4 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+    return max(0.0, (when - now).total_seconds())

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from airflow.sdk.log import mask_secret
 
 from airflow_campaign_provider.auth import OAuthToken
+from airflow_campaign_provider.clock import Clock
 from airflow_campaign_provider.exceptions import DeadlineExceededError, TransportError
 from airflow_campaign_provider.flow import GetToken, Send, Sleep, token_flow
 from airflow_campaign_provider.jobs import PollWait
@@ -46,7 +47,7 @@ class SyncRunner:
     :param log: where the activity's log lines go.
     """
 
-    def __init__(self, settings: ConnectionSettings, clock: Any, log: Any) -> None:
+    def __init__(self, settings: ConnectionSettings, clock: Clock, log: Any) -> None:
         self.settings = settings
         self.clock = clock
         self.log = log

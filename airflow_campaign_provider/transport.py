@@ -65,18 +65,6 @@ MAX_INFORMATIONAL_RESPONSES = 16
 _ACTIVE_GUARD: ContextVar[CallGuard | None] = ContextVar("campaign_external_api_call_guard", default=None)
 
 
-class SystemClock:
-    """The real clock: epoch seconds (deadlines must mean the same in another process) and a blocking sleep."""
-
-    @staticmethod
-    def now() -> float:
-        return time.time()
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(seconds)
-
-
 class CallGuard:
     """The deadline watchdog and the address policy for one attempt.
 

@@ -22,7 +22,6 @@ import hashlib
 import html
 import logging
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
@@ -31,6 +30,7 @@ from typing import Any, TypedDict
 
 from airflow_campaign_provider.campaign.errors import CampaignConfigError, CampaignError
 from airflow_campaign_provider.campaign.ledger import Claimer, Claims, DeliveryKey, DeliveryLedger
+from airflow_campaign_provider.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def deliver(
     run_id: str,
     ledger: DeliveryLedger,
     claimer: Claimer,
+    clock: Clock,
     from_email: str | None = None,
     poll_seconds: float = 1.0,
 ) -> DeliveryReport:
@@ -90,6 +91,7 @@ def deliver(
 
     :param ledger: where claims and deliveries are kept, e.g. :class:`~.ledger.SqlDeliveryLedger`.
     :param claimer: who is sending: a task instance and its try number.
+    :param clock: times the claims' leases and the waits (a fake one in tests).
     :param from_email: the sender; defaults to the connection's ``from_email`` extra.
     :raises DuplicateProfileError: two messages share a ``profile_id`` (raised before sending anything).
     :raises DeliveryError: a send failed, or another delivery still held profiles after a lease and more;
@@ -113,13 +115,13 @@ def deliver(
 
     with ExitStack() as stack:
         sender = _LazySmtp(smtp_conn_id, from_email, ledger.lease_seconds, stack)
-        batch = _Batch(dag_id, run_id, ledger, claimer, report)
+        batch = _Batch(dag_id, run_id, ledger, claimer, report, clock)
         held = batch.claim_and_send(list(pending), pending, sender)
         # Wait for the profiles other deliveries hold: each is delivered by them, or taken over here
         # once their lease runs out. Bounded: a lease, the time to send, and one more poll.
-        deadline = time.monotonic() + ledger.lease_seconds + sender.timeout + poll_seconds
-        while held and time.monotonic() < deadline:
-            time.sleep(poll_seconds)
+        deadline = clock.now() + ledger.lease_seconds + sender.timeout + poll_seconds
+        while held and clock.now() < deadline:
+            clock.sleep(poll_seconds)
             held = batch.claim_and_send(held, pending, sender)
     if held:
         raise DeliveryError(
@@ -193,24 +195,25 @@ class _Batch:
     """Claims chunks of profiles, sends what it holds and marks it, renewing claims before their lease ends."""
 
     def __init__(
-        self, dag_id: str, run_id: str, ledger: DeliveryLedger, claimer: Claimer, report: DeliveryReport
+        self, dag_id: str, run_id: str, ledger: DeliveryLedger, claimer: Claimer, report: DeliveryReport, clock: Clock
     ) -> None:
         self.dag_id, self.run_id, self.ledger, self.claimer, self.report = dag_id, run_id, ledger, claimer, report
+        self.clock = clock
 
     def claim_and_send(
         self, profile_ids: list[str], messages: Mapping[str, Mapping[str, Any]], sender: _LazySmtp
     ) -> list[str]:
         """Claim ``profile_ids``, send the messages this claimer holds; return the ids others hold."""
         held: list[str] = []
-        claimed_at = time.monotonic()  # before the claim is written, so the lease is never overestimated
+        claimed_at = self.clock.now()  # before the claim is written, so the lease is never overestimated
         queue = deque(self._take(self.ledger.claim(self.dag_id, self.run_id, profile_ids, self.claimer), held))
         while queue:
             sender.open()  # the real SMTP timeout is known from here on
             # A send starts only while the claim has more than a send's worth of its lease left; renewing at
             # half the lease keeps a margin of a whole lease for clock drift between this worker and others.
-            if time.monotonic() - claimed_at + sender.timeout >= self.ledger.lease_seconds / 2:
+            if self.clock.now() - claimed_at + sender.timeout >= self.ledger.lease_seconds / 2:
                 # Renew before the lease can run out mid-send; whatever was taken over meanwhile is not sent.
-                claimed_at = time.monotonic()
+                claimed_at = self.clock.now()
                 claims = self.ledger.claim(self.dag_id, self.run_id, list(queue), self.claimer)
                 queue = deque(self._take(claims, held))
                 continue

@@ -17,9 +17,9 @@ try number. A claim that is not delivered is taken over when
 * or its lease ran out: it was claimed or renewed more than ``lease_seconds`` ago by any other
   claimer (another task instance, or a process outside Airflow). A live claimer never sends on
   an expired claim: :func:`~.delivery.deliver` starts a send only if it ends, even after the whole
-  SMTP timeout, before half the lease is gone, and renews its claims otherwise, on the monotonic
-  clock from before the claim was written. Claim times are the claimers' wall clocks, so workers
-  need clocks in sync to well within the lease (NTP).
+  SMTP timeout, before half the lease is gone, and renews its claims otherwise, counting from
+  before the claim was written. Claim times are the claimers' wall clocks, so workers need clocks
+  in sync to well within the lease (NTP).
 
 :class:`SqlDeliveryLedger` keeps the ledger in a table on any Airflow SQL connection
 (``DbApiHook``): SQLite for one machine, PostgreSQL (or MySQL) shared by every worker.
@@ -28,13 +28,13 @@ try number. A claim that is not delivered is taken over when
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from airflow_campaign_provider.campaign.errors import CampaignConfigError
+from airflow_campaign_provider.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,16 @@ class SqlDeliveryLedger:
     :param conn_id: any connection whose hook is a ``DbApiHook`` of SQLite, PostgreSQL or MySQL.
     :param table: the table name (letters, digits and underscores).
     :param lease_seconds: how long a claim of another claimer is respected without renewal.
+    :param clock: stamps claims and deliveries (tests pass a fake one); real time by default.
     """
 
     def __init__(
-        self, conn_id: str, *, table: str = DEFAULT_TABLE, lease_seconds: float = DEFAULT_LEASE_SECONDS
+        self,
+        conn_id: str,
+        *,
+        table: str = DEFAULT_TABLE,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        clock: Clock | None = None,
     ) -> None:
         if not (table.isascii() and table.replace("_", "").isalnum()):
             raise CampaignConfigError(f"Ledger table name {table!r} must be letters, digits and underscores")
@@ -118,6 +124,7 @@ class SqlDeliveryLedger:
         self.conn_id = conn_id
         self.table = table
         self.lease_seconds = float(lease_seconds)
+        self.clock = clock or SystemClock()
         self._conn: Any = None
         self._dialect = ""
         self._ph = ""
@@ -142,7 +149,7 @@ class SqlDeliveryLedger:
         for start in range(0, len(profile_ids), CHUNK):
             chunk = [str(pid) for pid in profile_ids[start : start + CHUNK]]
             with self._cursor() as (cursor, ph):
-                now = time.time()
+                now = self.clock.now()
                 self._insert_claims(cursor, dag_id, run_id, chunk, claimer, now)
                 keys = f"dag_id = {ph} AND run_id = {ph} AND profile_id IN ({', '.join([ph] * len(chunk))})"
                 # Renew our own claims, take over an earlier try's, or any claim past its lease. Rows
@@ -175,7 +182,7 @@ class SqlDeliveryLedger:
                 f"UPDATE {self.table} SET delivered_at = {ph}, message_id = {ph} "  # noqa: S608
                 f"WHERE dag_id = {ph} AND run_id = {ph} AND profile_id = {ph} "
                 f"AND owner = {ph} AND attempt = {ph} AND delivered_at IS NULL",
-                (time.time(), message_id, *key, *claimer),
+                (self.clock.now(), message_id, *key, *claimer),
             )
             marked = bool(cursor.rowcount == 1)
         if not marked:
@@ -232,7 +239,7 @@ class SqlDeliveryLedger:
             if self._dialect == "sqlite":
                 # Concurrent writers wait for the lock instead of failing at once; readers never block writers.
                 cursor.execute("PRAGMA busy_timeout = 30000")
-                _use_wal(cursor)
+                _use_wal(cursor, self.clock)
             try:
                 cursor.execute(
                     f"CREATE TABLE IF NOT EXISTS {self.table} ("
@@ -249,11 +256,11 @@ class SqlDeliveryLedger:
         return conn
 
 
-def _use_wal(cursor: Any, timeout: float = 30.0) -> None:
+def _use_wal(cursor: Any, clock: Clock, timeout: float = 30.0) -> None:
     """Put a SQLite file in WAL mode. Switching skips the busy handler, so a first use beside another one retries."""
     import sqlite3
 
-    deadline = time.monotonic() + timeout
+    deadline = clock.now() + timeout
     while True:
         try:
             cursor.execute("PRAGMA journal_mode")
@@ -261,9 +268,9 @@ def _use_wal(cursor: Any, timeout: float = 30.0) -> None:
                 cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
+            if clock.now() > deadline:
                 raise
-            time.sleep(0.05)
+            clock.sleep(0.05)
 
 
 def _dialect_of(hook: Any) -> str:

@@ -9,13 +9,13 @@ rendered messages never do; each batch reads its own slice from the database.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow.sdk import get_current_context, task
 
 from airflow_campaign_provider.campaign.errors import CampaignConfigError
+from airflow_campaign_provider.clock import SystemClock
 
 if TYPE_CHECKING:
     from airflow_campaign_provider.campaign.batches import Batch
@@ -102,9 +102,10 @@ def deliver_batch(
 
     context = get_current_context()
     ti = context["ti"]
-    started = time.monotonic()
+    clock = SystemClock()
+    started = clock.now()
     profiles = read_batch(audience_conn_id, audience_sql, batch)
-    read_done = time.monotonic()
+    read_done = clock.now()
     if campaign is not None:
         if not (join_key and match_column):
             raise CampaignConfigError("deliver_batch needs join_key and match_column with campaign rows")
@@ -114,13 +115,19 @@ def deliver_batch(
     messages = personalize(matched, templates, context=template_context, variant_field=variant_field)
     if fallback_templates is not None:
         messages += personalize(unmatched, fallback_templates, context=template_context)
-    render_done = time.monotonic()
+    render_done = clock.now()
     claimer = Claimer(f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}", ti.try_number)
     with SqlDeliveryLedger(
-        ledger_conn_id or audience_conn_id, lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS
+        ledger_conn_id or audience_conn_id, lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS, clock=clock
     ) as ledger:
         report = deliver(
-            messages, smtp_conn_id=smtp_conn_id, dag_id=ti.dag_id, run_id=ti.run_id, ledger=ledger, claimer=claimer
+            messages,
+            smtp_conn_id=smtp_conn_id,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            ledger=ledger,
+            claimer=claimer,
+            clock=clock,
         )
     return BatchReport(
         batch=batch["number"],
@@ -129,7 +136,7 @@ def deliver_batch(
         seconds={
             "read": round(read_done - started, 3),
             "render": round(render_done - read_done, 3),
-            "send": round(time.monotonic() - render_done, 3),
+            "send": round(clock.now() - render_done, 3),
         },
     )
 

@@ -16,6 +16,7 @@ import requests
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
+from airflow_campaign_provider.clock import Clock, SystemClock
 from airflow_campaign_provider.exceptions import ExternalApiError, HttpStatusError
 from airflow_campaign_provider.flow import CallState, call_flow
 from airflow_campaign_provider.pagination import PageRequest, Pages, PaginationConfig, paginate_flow, parse_pagination
@@ -23,7 +24,6 @@ from airflow_campaign_provider.request import ApiRequest, build_request, resolve
 from airflow_campaign_provider.response import ApiResponse
 from airflow_campaign_provider.runner import SyncRunner, WaitTooLong
 from airflow_campaign_provider.settings import CONN_TYPE, DEFAULT_CONN_ID, ConnectionSettings, settings_of
-from airflow_campaign_provider.transport import SystemClock
 
 __all__ = ["ApiResponse", "ExternalApiHook", "WaitTooLong"]
 
@@ -45,7 +45,7 @@ class ExternalApiHook(BaseHook):
     conn_type = CONN_TYPE
     hook_name = "Campaign External API"
 
-    def __init__(self, conn_id: str = DEFAULT_CONN_ID, *, clock: Any = None) -> None:
+    def __init__(self, conn_id: str = DEFAULT_CONN_ID, *, clock: Clock | None = None) -> None:
         super().__init__()
         self.conn_id = conn_id
         self.clock = clock or SystemClock()

@@ -20,7 +20,9 @@ from airflow_campaign_provider.campaign.delivery import DeliveryError, DeliveryR
 from airflow_campaign_provider.campaign.errors import CampaignConfigError
 from airflow_campaign_provider.campaign.ledger import Claimer, Claims, DeliveryKey, DeliveryLedger, SqlDeliveryLedger
 from airflow_campaign_provider.campaign.personalize import Message, personalize
+from airflow_campaign_provider.clock import Clock, SystemClock
 from demo.smtp_sink import SmtpSink
+from tests.support.flow_script import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -80,9 +82,21 @@ def ledger(sql_conn: str) -> Iterator[SqlDeliveryLedger]:
 
 
 def send(
-    messages: list[Message], ledger: DeliveryLedger, claimer: Claimer = TRY_1, run_id: str = RUN_ID
+    messages: list[Message],
+    ledger: DeliveryLedger,
+    claimer: Claimer = TRY_1,
+    run_id: str = RUN_ID,
+    clock: Clock | None = None,
 ) -> DeliveryReport:
-    return deliver(messages, smtp_conn_id=CONN_ID, dag_id=DAG_ID, run_id=run_id, ledger=ledger, claimer=claimer)
+    return deliver(
+        messages,
+        smtp_conn_id=CONN_ID,
+        dag_id=DAG_ID,
+        run_id=run_id,
+        ledger=ledger,
+        claimer=claimer,
+        clock=clock or SystemClock(),
+    )
 
 
 def coupon_messages(count: int = 10) -> list[Message]:
@@ -315,15 +329,27 @@ class CountClaims(LedgerWrapper):
         return super().claim(dag_id, run_id, profile_ids, claimer)
 
 
+class TickingClock(FakeClock):
+    """A fake clock that moves one second each time it is read: a send takes a second."""
+
+    def now(self) -> float:
+        self.time += 1.0
+        return self.time
+
+
 def test_claims_are_renewed_before_half_their_lease_is_gone(relay: Relay, sql_conn: str) -> None:
-    """A 10.02 s lease and the relay's SMTP timeout of 5 s leave 10 ms per claim: a 400-message batch renews."""
+    """A 300 s lease and the relay's SMTP timeout of 5 s: a send starts only up to 145 s after its claim.
+
+    With a second per send, a claim covers 144 sends, so 400 messages take the first claim and two renewals.
+    """
     messages = [m for m in coupon_messages(600) if m["consent"]]
-    with SqlDeliveryLedger(sql_conn, lease_seconds=10.02) as ledger:
+    with SqlDeliveryLedger(sql_conn) as ledger:
         counting = CountClaims(ledger)
-        report = send(messages, counting)
+        report = send(messages, counting, clock=TickingClock())
         other = ledger.claim(DAG_ID, RUN_ID, [m["profile_id"] for m in messages], Claimer("other", 1))
     assert report["sent"] == len(messages) == 400
     assert counting.claims > 1, "the claims were renewed mid-batch"
+    assert counting.claims == 3
     assert relay.recipients() == consenting(messages)
     assert len(other.delivered) == 400
 
@@ -335,3 +361,37 @@ def test_a_lease_too_short_for_a_send_is_refused_before_anything_is_sent(relay: 
     ):
         send(coupon_messages(4), short)
     assert relay.messages() == []
+
+
+class RenewOthersClaims(LedgerWrapper):
+    """A ledger where another live delivery renews its claims on ``held`` just before each claim of ours."""
+
+    def __init__(self, ledger: SqlDeliveryLedger, owner: Claimer, held: list[str]) -> None:
+        super().__init__(ledger)
+        self.owner, self.held = owner, held
+
+    def claim(self, dag_id: str, run_id: str, profile_ids: Sequence[str], claimer: Claimer) -> Claims:
+        self.ledger.claim(dag_id, run_id, self.held, self.owner)
+        return super().claim(dag_id, run_id, profile_ids, claimer)
+
+
+def test_profiles_another_delivery_holds_are_taken_over_once_its_lease_runs_out(relay: Relay, sql_conn: str) -> None:
+    messages = coupon_messages(6)  # P0001, P0002, P0004, P0005 consent
+    clock = FakeClock()
+    with SqlDeliveryLedger(sql_conn, lease_seconds=30, clock=clock) as ledger:
+        ledger.claim(DAG_ID, RUN_ID, ["P0001", "P0002"], Claimer("a-delivery-that-died", 1))
+        started = clock.now()
+        report = send(messages, ledger, clock=clock)
+    assert report["sent"] == 4
+    assert relay.recipients() == consenting(messages)
+    assert 30 < clock.now() - started <= 31, "it waited for the lease, polling every second, and not longer"
+
+
+def test_profiles_another_live_delivery_keeps_renewing_fail_after_a_lease_and_more(relay: Relay, sql_conn: str) -> None:
+    messages = coupon_messages(6)
+    clock = FakeClock()
+    with SqlDeliveryLedger(sql_conn, lease_seconds=30, clock=clock) as ledger:
+        live = RenewOthersClaims(ledger, Claimer("a-live-delivery", 1), ["P0001"])
+        with pytest.raises(DeliveryError, match="1 profiles are still claimed by another live delivery"):
+            send(messages, live, clock=clock)
+    assert sorted(relay.recipients()) == ["user2@example.com", "user4@example.com", "user5@example.com"]

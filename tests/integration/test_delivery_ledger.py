@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from airflow_campaign_provider.campaign.errors import CampaignConfigError
 from airflow_campaign_provider.campaign.ledger import Claimer, DeliveryKey, DeliveryLedger, SqlDeliveryLedger
+from tests.support.flow_script import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +39,11 @@ def test_the_first_claimer_holds_others_see_it_held_then_delivered(sql_conn: str
 
 
 def test_a_later_try_takes_over_its_earlier_tries_claims_at_once(sql_conn: str) -> None:
-    with SqlDeliveryLedger(sql_conn, lease_seconds=3600) as ledger:
+    clock = FakeClock()
+    with SqlDeliveryLedger(sql_conn, lease_seconds=3600, clock=clock) as ledger:
         ledger.claim(DAG, RUN, ids(4), TRY_1)
         ledger.mark_delivered(DeliveryKey(DAG, RUN, "P00000"), "<0@example.com>", TRY_1)
-        time.sleep(0.01)
+        clock.sleep(0.01)
         retry = ledger.claim(DAG, RUN, ids(4), TRY_2)
         assert (retry.mine, retry.delivered) == (ids(4)[1:], ["P00000"])
         # The earlier try cannot take them back, nor mark one it no longer holds.
@@ -53,13 +54,14 @@ def test_a_later_try_takes_over_its_earlier_tries_claims_at_once(sql_conn: str) 
 
 
 def test_another_claimer_takes_over_only_after_the_lease(sql_conn: str) -> None:
-    with SqlDeliveryLedger(sql_conn, lease_seconds=1.0) as ledger:
+    clock = FakeClock()
+    with SqlDeliveryLedger(sql_conn, lease_seconds=300, clock=clock) as ledger:
         ledger.claim(DAG, RUN, ids(2), TRY_1)
         assert ledger.claim(DAG, RUN, ids(2), OTHER).held == ids(2)
-        time.sleep(0.5)
+        clock.sleep(150)
         # Renewing keeps the claim alive past its first lease.
         assert ledger.claim(DAG, RUN, ids(1), TRY_1).mine == ids(1)
-        time.sleep(0.6)
+        clock.sleep(180)
         late = ledger.claim(DAG, RUN, ids(2), OTHER)
         assert (late.mine, late.held) == (["P00001"], ["P00000"])
         assert ledger.claim(DAG, RUN, ids(2), TRY_1).mine == ["P00000"]

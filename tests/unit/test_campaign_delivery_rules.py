@@ -9,6 +9,7 @@ import pytest
 
 from airflow_campaign_provider.campaign.delivery import DuplicateProfileError, deliver, message_id
 from airflow_campaign_provider.campaign.ledger import Claimer, DeliveryKey, SqlDeliveryLedger
+from tests.support.flow_script import FakeClock
 
 # No AIRFLOW_CONN_ for this id: a test that reached the SMTP hook would fail on the missing connection.
 NO_SMTP = "smtp_not_configured"
@@ -48,10 +49,11 @@ def test_duplicate_profiles_fail_before_anything_is_sent(ledger: SqlDeliveryLedg
             run_id="run",
             ledger=ledger,
             claimer=CLAIMER,
+            clock=FakeClock(),
         )
     with pytest.raises(DuplicateProfileError, match="Two messages for profile P2"):
         deliver([msg("P2", consent=False), msg("P2")], smtp_conn_id=NO_SMTP, dag_id="dag", run_id="run",
-                ledger=ledger, claimer=CLAIMER)  # fmt: skip
+                ledger=ledger, claimer=CLAIMER, clock=FakeClock())  # fmt: skip
     assert ledger.claim("dag", "run", ["P1", "P2"], CLAIMER).mine == ["P1", "P2"], "nothing was claimed"
 
 
@@ -66,5 +68,7 @@ def test_nothing_to_send_opens_no_smtp_session(ledger: SqlDeliveryLedger) -> Non
         msg("P5", to="x@example.com\r\nBcc: y@example.com"),
         msg("P6", to="not-an-address"),
     ]
-    report = deliver(messages, smtp_conn_id=NO_SMTP, dag_id="dag", run_id="run", ledger=ledger, claimer=CLAIMER)
+    report = deliver(
+        messages, smtp_conn_id=NO_SMTP, dag_id="dag", run_id="run", ledger=ledger, claimer=CLAIMER, clock=FakeClock()
+    )
     assert report == {"sent": 0, "skipped_already_sent": 1, "skipped_no_consent": 2, "skipped_invalid_address": 3}
