@@ -165,11 +165,12 @@ class TransportError(RequestFailedError):
         message: str,
         *,
         url: str | None = None,
+        status: int | None = None,
         kind: str = "transport failure",
         sent: bool = True,
         retryable: bool = True,
     ) -> None:
-        super().__init__(message, url=url)
+        super().__init__(message, url=url, status=status)
         self.kind = kind
         self.sent = sent
         self.retryable = retryable
@@ -235,6 +236,11 @@ class DataQualityError(RequestFailedError):
     the campaign cannot use, so the failure branch applies."""
 
     rule = "data quality"
+
+
+def error_payload(err: ExternalApiError) -> dict[str, Any]:
+    """A typed error as small plain data, e.g. for a trigger event (messages and URLs are already free of secrets)."""
+    return {"type": type(err).__name__, "message": err.message, "url": err.url, "status": err.status}
 
 
 def error_from_payload(payload: dict[str, Any]) -> ExternalApiError:

@@ -21,7 +21,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_campaign_provider.async_transport import AsyncTransport
 from airflow_campaign_provider.auth import OAuthToken
-from airflow_campaign_provider.exceptions import ExternalApiError, TransportError
+from airflow_campaign_provider.exceptions import ExternalApiError, TransportError, error_payload
 from airflow_campaign_provider.flow import GetToken, Send, Sleep, token_flow
 from airflow_campaign_provider.jobs import JobState, PollWait, parse_job, poll_flow
 from airflow_campaign_provider.log_scrubbing import scrubbed_log_records
@@ -160,8 +160,3 @@ class WaitTrigger(BaseTrigger):
 
 def _event(payload: dict[str, Any]) -> TriggerEvent:
     return TriggerEvent(payload)  # type: ignore[no-untyped-call]
-
-
-def error_payload(err: ExternalApiError) -> dict[str, Any]:
-    """A typed error as small plain data (messages and URLs are already free of secrets)."""
-    return {"type": type(err).__name__, "message": err.message, "url": err.url, "status": err.status}

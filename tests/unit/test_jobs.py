@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from airflow_campaign_provider import exceptions
 from airflow_campaign_provider.exceptions import (
     DeadlineExceededError,
     HostNotAllowedError,
@@ -168,3 +169,21 @@ def test_the_idempotency_key_is_stable_per_task_instance_and_differs_otherwise()
     assert key not in others
     assert len(others) == 4
     assert "coupons" not in key, "opaque"
+
+
+def _request_failures() -> list[type[exceptions.RequestFailedError]]:
+    found, todo = [], [exceptions.RequestFailedError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("kind", _request_failures(), ids=lambda kind: kind.__name__)
+def test_every_request_failure_survives_a_trigger_events_round_trip(kind: type[exceptions.RequestFailedError]) -> None:
+    """A trigger hands its error to the task as plain data; the task must get the same class back, to branch on it."""
+    err = kind("it failed", url="https://api.example.com/v1/jobs/7", status=503)
+    payload = json.loads(json.dumps(exceptions.error_payload(err)))
+    back = exceptions.error_from_payload(payload)
+    assert (type(back), back.message, back.url, back.status) == (kind, "it failed", err.url, 503)
