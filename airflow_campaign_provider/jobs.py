@@ -20,6 +20,7 @@ from urllib.parse import urljoin
 from airflow_campaign_provider.exceptions import DeadlineExceededError, JobFailedError, MappingConfigError
 from airflow_campaign_provider.guardrails import check_headers
 from airflow_campaign_provider.json_paths import read_path, singular_path
+from airflow_campaign_provider.options import as_seconds
 from airflow_campaign_provider.redaction import excerpt
 from airflow_campaign_provider.retry import parse_retry_after
 
@@ -87,8 +88,8 @@ def parse_job(spec: Any) -> JobConfig:
     both = sorted(set(done) & set(failed))
     if both:
         raise MappingConfigError("job.failed", f"{both} are in both done and failed")
-    timeout = _seconds(values["timeout"], "job.timeout", MAX_JOB_TIMEOUT)
-    interval = _seconds(values["poll_interval"], "job.poll_interval", timeout)
+    timeout = as_seconds(values["timeout"], "job.timeout", MAX_JOB_TIMEOUT)
+    interval = as_seconds(values["poll_interval"], "job.poll_interval", timeout)
     if interval < MIN_POLL_INTERVAL:
         raise MappingConfigError("job.poll_interval", f"at least {MIN_POLL_INTERVAL} s")
     return JobConfig(status_url, values["status_path"], done, failed, values["result_url"], interval, timeout)
@@ -98,14 +99,6 @@ def _statuses(value: Any, key: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise MappingConfigError(key, "expected a list of status values (strings)")
     return tuple(value)
-
-
-def _seconds(value: Any, key: str, high: float) -> float:
-    if isinstance(value, str) and value.strip().replace(".", "", 1).isdecimal():  # a rendered template
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high:
-        raise MappingConfigError(key, f"expected seconds above 0 and at most {high:g}, got {value!r}")
-    return float(value)
 
 
 def status_url_of(config: JobConfig, created: ApiResponse, document: Any) -> str | None:

@@ -304,5 +304,10 @@ def _compile(path: str) -> tuple[Any, str | None]:
 
 def read_path(path: str, document: Any) -> Any:
     """The value at a singular JSONPath (checked at parse time), None when absent."""
-    node = singular_path(path, "path").find_one(document)
+    return read_compiled(singular_path(path, "path"), document)
+
+
+def read_compiled(query: Any, document: Any) -> Any:
+    """The value at a compiled singular path (from :func:`singular_path`), None when absent."""
+    node = query.find_one(document)
     return None if node is None else node.value

@@ -378,6 +378,10 @@ class OutboundPlan:
     def named(self) -> bool:
         return SINGLE_TABLE not in self.tables
 
+    def records(self, document: Any) -> list[Any]:
+        """The records this mapping maps from a parsed response: the table's, or every named table's together."""
+        return [record for table in self.tables.values() for record in table.select(document)[0]]
+
     def map(self, document: Any) -> MappingResult:
         """Map a parsed response into typed rows, table by table. Raises only :class:`ResponseMappingError`."""
         return MappingResult(

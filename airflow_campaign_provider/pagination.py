@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urljoin
 
 from airflow_campaign_provider.exceptions import MappingConfigError, PaginationError
-from airflow_campaign_provider.json_paths import singular_path
+from airflow_campaign_provider.json_paths import read_compiled, singular_path
+from airflow_campaign_provider.options import as_bool, as_int, as_seconds
 
 if TYPE_CHECKING:  # the flow itself is imported when a fetch runs, not when a DAG file is parsed
     from airflow_campaign_provider.flow import Action, Flow, Now
@@ -107,33 +108,16 @@ def parse_pagination(spec: Any) -> PaginationConfig:
 
 
 def _bool(spec: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = spec.get(key, default)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # a rendered template
-        return value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise MappingConfigError(f"pagination.{key}", "expected true or false")
-    return value
+    return as_bool(spec.get(key, default), f"pagination.{key}")
 
 
 def _int(spec: Mapping[str, Any], key: str, default: int | None, low: int, high: int | None) -> Any:
     value = spec.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():  # a rendered template
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
-        raise MappingConfigError(f"pagination.{key}", f"expected an integer {bound}, got {value!r}")
-    return value
+    return None if value is None else as_int(value, f"pagination.{key}", low, high)
 
 
 def _seconds(spec: Mapping[str, Any], key: str, default: float, high: float) -> float:
-    value = spec.get(key, default)
-    if isinstance(value, str) and value.strip().replace(".", "", 1).isdecimal():  # a rendered template
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high:
-        raise MappingConfigError(f"pagination.{key}", f"expected seconds above 0 and at most {high:g}, got {value!r}")
-    return float(value)
+    return as_seconds(spec.get(key, default), f"pagination.{key}", high)
 
 
 def _choice(spec: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str) -> Any:
@@ -155,12 +139,6 @@ def _name(options: Mapping[str, Any], key: str, default: str | None = None) -> s
     return value
 
 
-def _read(query: Any, document: Any) -> Any:
-    """The value at a compiled singular path, None when absent."""
-    node = query.find_one(document)
-    return None if node is None else node.value
-
-
 # One small class per strategy ----------------------------------------------------------------
 
 
@@ -175,12 +153,11 @@ class PageRequest:
 
 @dataclass(frozen=True)
 class PageView:
-    """What a strategy may read of a page: its URL, headers, parsed document and record count."""
+    """What a strategy may read of a page: its URL, headers and parsed document."""
 
     url: str
     headers: Mapping[str, str]
     document: Any
-    records: int
 
 
 class Paginator:
@@ -202,7 +179,7 @@ class Paginator:
         return self.first
 
     def update(self, page: PageView) -> None:
-        if self.has_more is not None and _read(self.has_more, page.document) is False:
+        if self.has_more is not None and read_compiled(self.has_more, page.document) is False:
             self.stop_reason = "has_more false"
 
     def next_request(self) -> PageRequest | None:
@@ -240,7 +217,7 @@ class JsonLinkPaginator(LinkHeaderPaginator):
 
     def update(self, page: PageView) -> None:
         Paginator.update(self, page)
-        link = _read(self.path, page.document)
+        link = read_compiled(self.path, page.document)
         if link is not None and not isinstance(link, str):
             raise PaginationError(f"pagination: next_url_path gave a {type(link).__name__}, not a URL", url=page.url)
         self._next = urljoin(page.url, link) if link else None
@@ -266,7 +243,7 @@ class CursorPaginator(Paginator):
 
     def _cursor_reader(self) -> Callable[[PageView], Any]:
         path = _singular_path(self.options, "cursor_path")
-        return lambda page: _read(path, page.document)
+        return lambda page: read_compiled(path, page.document)
 
     def update(self, page: PageView) -> None:
         super().update(page)
@@ -302,22 +279,16 @@ class _CountingPaginator(Paginator):
         self.total_path = _singular_path(self.options, "total_path") if "total_path" in self.options else None
         self.total: int | None = None
         self.fetched = 0
-        if (
-            self.total_path is None
-            and self.has_more is None
-            and not self._other_total()
-            and not (config.stop_on_empty_page)
-        ):
+        # total_pages_path is a total too; only page_number accepts that key.
+        has_total = self.total_path is not None or "total_pages_path" in self.options
+        if not (has_total or self.has_more is not None or config.stop_on_empty_page):
             raise MappingConfigError(
                 "pagination", f"{config.type} pagination needs a stop condition: a total, has_more_path or "
                 "stop_on_empty_page"
             )  # fmt: skip
 
-    def _other_total(self) -> bool:
-        return False
-
     def _remember_total(self, path: Any, document: Any, key: str, url: str) -> int | None:
-        value = _read(path, document)
+        value = read_compiled(path, document)
         if value is None:
             return None  # unknown, not an error: maybe a later page says
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -371,10 +342,10 @@ class PageNumberPaginator(_CountingPaginator):
     no_next = "total reached"
 
     def __init__(self, config: PaginationConfig, first: PageRequest) -> None:
-        self.pages_path = (
-            _singular_path(config.options, "total_pages_path") if "total_pages_path" in config.options else None
-        )
         super().__init__(config, first)
+        self.pages_path = (
+            _singular_path(self.options, "total_pages_path") if "total_pages_path" in self.options else None
+        )
         self.total_pages: int | None = None
         self.start = _int(self.options, "start", 1, 0, None)
         self.page_param = _name(self.options, "page_param", "page")
@@ -385,9 +356,6 @@ class PageNumberPaginator(_CountingPaginator):
                 raise MappingConfigError("pagination.page_size", "required with page_size_param")
         if self.total_path is not None and self.page_size is None:
             raise MappingConfigError("pagination.page_size", "required with total_path, to count the pages")
-
-    def _other_total(self) -> bool:
-        return self.pages_path is not None
 
     def update(self, page: PageView) -> None:
         super().update(page)
@@ -558,11 +526,11 @@ def paginate_flow(
             pages += 1
             count = yield Page(pages, response, document)
             records += count
-            paginator.update(PageView(request.url, response.headers, document, count))
+            paginator.update(PageView(request.url, response.headers, document))
             stop = _stop_reason(config, paginator, records, count)
             if stop is not None:
                 return FetchSummary(pages, records, stop, truncated=stop == "max_records")
-        pending = _next_batch(config, paginator, pages)
+        pending = _next_batch(config, paginator)
         if not pending:
             return FetchSummary(pages, records, paginator.no_next, truncated=False)
         if pages >= config.max_pages:
@@ -586,7 +554,7 @@ def _stop_reason(config: PaginationConfig, paginator: Paginator, records: int, c
     return None
 
 
-def _next_batch(config: PaginationConfig, paginator: Paginator, pages: int) -> list[PageRequest]:
+def _next_batch(config: PaginationConfig, paginator: Paginator) -> list[PageRequest]:
     """The next page, or with ``concurrency`` above 1 and a known count, up to that many pages at once."""
     if config.concurrency > 1:
         remaining = paginator.remaining_requests()
@@ -615,14 +583,20 @@ class Pages(Iterator[Page]):
     :param steps: the runner's drive of :func:`paginate_flow`, which yields the pages.
     :param select: picks a page's records from its document.
     :param log: where the first URL and the closing line go.
+    :param max_records: the fetch's ``max_records``: the page that reaches it holds only the records up to it.
     """
 
     def __init__(
-        self, steps: Generator[Page, int, FetchSummary], select: Callable[[Any], Sequence[Any]], log: Any
+        self,
+        steps: Generator[Page, int, FetchSummary],
+        select: Callable[[Any], Sequence[Any]],
+        log: Any,
+        max_records: int | None = None,
     ) -> None:
         self._steps = steps
         self._select = select
         self._log = log
+        self._left = max_records
         self._last: Page | None = None
         self.summary: FetchSummary | None = None
 
@@ -643,5 +617,9 @@ class Pages(Iterator[Page]):
             raise StopIteration from None
         if page.number == 1:
             self._log.info("Invoking API URL '%s' (paged)", page.response.display_url)
-        self._last = replace(page, records=self._select(page.document))
+        records = self._select(page.document)
+        if self._left is not None:
+            records = records[: self._left]
+            self._left -= len(records)
+        self._last = replace(page, records=records)
         return self._last

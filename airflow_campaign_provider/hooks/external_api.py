@@ -8,7 +8,7 @@ builds each call with :mod:`~airflow_campaign_provider.request`, and has its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -169,6 +169,7 @@ class ExternalApiHook(BaseHook):
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         records_path: str | None = None,
+        select: Callable[[Any], Sequence[Any]] | None = None,
     ) -> Pages:
         """Fetch every page of a paged endpoint over this hook's one session, one page at a time.
 
@@ -179,18 +180,20 @@ class ExternalApiHook(BaseHook):
         :param pagination: the ``pagination`` dict (or a parsed :class:`~.pagination.PaginationConfig`).
         :param records_path: JSONPath of each page's records; by default the outbound mapping's
             rules (a top-level array, or the document's only array property).
+        :param select: picks a page's records from its parsed document, instead of ``records_path``
+            (the operator passes its mapping's, so that the fetch counts what it maps).
         :raises PaginationError: a loop, or ``max_pages`` reached with more to fetch.
         :raises RequestFailedError: a page's call failed.
         """
-        from airflow_campaign_provider.mapping_result import SINGLE_TABLE
         from airflow_campaign_provider.outbound import compile_outbound
 
         config = pagination if isinstance(pagination, PaginationConfig) else parse_pagination(pagination)
-        table = compile_outbound(None if records_path is None else {"records": records_path}).tables[SINGLE_TABLE]
+        if select is None:
+            select = compile_outbound(None if records_path is None else {"records": records_path}).records
 
         def build(page: PageRequest) -> ApiRequest:
             return self.build(method, page.endpoint, params=page.params, json=page.json, headers=headers)
 
         first = PageRequest(endpoint, params, json)
         flow = paginate_flow(config, first, build, self.settings, self.clock.now, self.runner.rng)
-        return Pages(self.runner.drive(flow, quiet=True), lambda document: table.select(document)[0], self.log)
+        return Pages(self.runner.drive(flow, quiet=True), select, self.log, config.max_records)

@@ -222,7 +222,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         check_schema_argument(self.response_schema, self._dag_folder())
         check_alerts(self.on_failure_branch)
         if self.pagination is not None and not has_template(self.pagination):
-            parse_pagination(self.pagination)
+            _check_paged_mapping(parse_pagination(self.pagination), self.outbound)
         if self.job is not None and not has_template(self.job):
             parse_job(self.job)
         for name in ("deferrable", "idempotency_key"):
@@ -306,6 +306,9 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
     def _prepare(self, context: Context) -> _PreparedCall:
         """Everything a call needs that can be checked before sending: a resumed task prepares again."""
         plan = compile_outbound(self.outbound)
+        pagination = None if self.pagination is None else parse_pagination(self.pagination)
+        if pagination is not None:
+            _check_paged_mapping(pagination, self.outbound)
         validator = self._schema_validator()
         branches = self._failure_branches()
         missing = [b for b in branches if b not in self.downstream_task_ids]
@@ -325,7 +328,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             branches=branches,
             body=build_request_body(self.inbound) if self.inbound is not None else self.body,
             headers=headers,
-            pagination=None if self.pagination is None else parse_pagination(self.pagination),
+            pagination=pagination,
             job=None if self.job is None else parse_job(self.job),
             started=self._get_hook().clock.now(),
         )
@@ -341,7 +344,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             params=self.query_params,
             json=call.body,
             headers=call.headers,
-            records_path=(self.outbound or {}).get("records"),
+            select=call.plan.records,
         )
 
     def _call(self, hook: ExternalApiHook, call: _PreparedCall, resume: _Resume) -> ApiResponse:
@@ -422,9 +425,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             return [Page(1, final, document)]
         if call.pagination is None:
             return [Page(1, hook.request("GET", result_url), None)]
-        return hook.paginate(
-            "GET", result_url, pagination=call.pagination, records_path=(self.outbound or {}).get("records")
-        )
+        return hook.paginate("GET", result_url, pagination=call.pagination, select=call.plan.records)
 
     def _finish(self, context: Context, call: _PreparedCall, pages: Iterable[Page]) -> Any:
         """Parse, validate and map every page into the output, then push the rows and the summary.
@@ -446,7 +447,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 received += len(response.content)
                 result = self._map(call, page)
                 for name, table in result.tables.items():
-                    rows = table.rows if cap is None or result.named else table.rows[: max(0, cap - output.count)]
+                    rows = table.rows if cap is None else table.rows[: max(0, cap - output.count)]
                     output.add(name if result.named else None, rows)
                     table.hand_over()  # the rows live in the output now, one page in memory at most
                 if total is None:
@@ -537,3 +538,13 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 secrets = self._get_hook().settings.secrets
                 validate_response(call.validator, document, url=response.display_url, secrets=secrets)
             return call.plan.map(document)
+
+
+def _check_paged_mapping(pagination: PaginationConfig, outbound: Any) -> None:
+    """``max_records`` caps the rows of one table; across named tables it would have no clear meaning."""
+    if pagination.max_records is not None and isinstance(outbound, Mapping) and "tables" in outbound:
+        raise MappingConfigError(
+            "pagination.max_records",
+            "caps the rows of one table, not of named tables; limit the fetch with max_pages and "
+            "on_max_pages: 'stop' instead",
+        )

@@ -233,6 +233,15 @@ def test_max_pages_fail_and_stop(api) -> None:
     assert pages.summary is not None and (pages.summary.stopped_by, pages.summary.truncated) == ("max_pages", True)
 
 
+def test_max_records_cuts_the_last_page_to_the_limit(api) -> None:
+    api.route("/v1/offers", paged_api("link_header"))
+    spec = {**STYLES["link_header"], "max_records": 15}
+    pages = ExternalApiHook().paginate("GET", "offers", pagination=spec, records_path="$.data[*]")
+    assert page_records(pages) == OFFERS[:15], "the second page holds only the 5 records up to the limit"
+    assert pages.summary is not None
+    assert (pages.summary.pages, pages.summary.records, pages.summary.stopped_by) == (2, 15, "max_records")
+
+
 # Through the operator --------------------------------------------------------------------------
 
 OPERATOR_DAG = """

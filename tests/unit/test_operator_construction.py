@@ -59,6 +59,13 @@ def test_inbound_implies_post_and_an_xcomarg_sets_the_dependency() -> None:
         ({"endpoint": 5}, "endpoint"),
         ({"pagination": {"type": "cursor", "cursor_param": "after"}}, "pagination.cursor_path"),
         ({"pagination": {"type": "link_header", "max_pages": 0}}, "pagination.max_pages"),
+        (
+            {
+                "pagination": {"type": "link_header", "max_records": 5},
+                "outbound": {"tables": {"a": {"records": "$.a[*]"}, "b": {"records": "$.b[*]"}}},
+            },
+            "pagination.max_records",
+        ),
         ({"job": {"status_path": "$.items[*].status"}}, "job.status_path"),
         ({"job": {"done": []}}, "job.done"),
         ({"job": {"done": ["done"], "failed": ["done"]}}, "job.failed"),
