@@ -24,6 +24,21 @@ _INSTALL_LOCK = threading.Lock()
 _installed = False
 
 
+def mask_secrets(values: Iterable[str]) -> None:
+    """Register ``values`` with Airflow's masker, which hides them in task logs and rendered fields."""
+    from airflow.sdk.log import mask_secret
+
+    for value in values:
+        mask_secret(value)
+
+
+def remember_secret(secrets: list[str], secret: str) -> None:
+    """Add a secret learnt mid-call (a token) to a runner's ``secrets``, which it scrubs, and to the masker."""
+    if secret not in secrets:
+        mask_secrets([secret])
+        secrets.append(secret)
+
+
 @contextmanager
 def scrubbed_log_records(secrets: Iterable[str]) -> Iterator[None]:
     """Within the block, log records created in this context carry none of ``secrets``."""

@@ -15,14 +15,12 @@ from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from airflow.sdk.log import mask_secret
-
 from airflow_campaign_provider.auth import OAuthToken
 from airflow_campaign_provider.clock import Clock
 from airflow_campaign_provider.exceptions import DeadlineExceededError, TransportError
 from airflow_campaign_provider.flow import GetToken, Send, Sleep, token_flow
 from airflow_campaign_provider.jobs import PollWait
-from airflow_campaign_provider.log_scrubbing import scrubbed_log_records
+from airflow_campaign_provider.log_scrubbing import remember_secret, scrubbed_log_records
 from airflow_campaign_provider.pagination import MAX_CONCURRENCY, Page, Parallel
 from airflow_campaign_provider.response import ApiResponse, format_size
 from airflow_campaign_provider.settings import ConnectionSettings
@@ -79,9 +77,7 @@ class SyncRunner:
 
     def remember(self, secret: str) -> None:
         """Scrub ``secret`` from everything written from now on, and mask it in Airflow's logs."""
-        if secret not in self.secrets:
-            mask_secret(secret)
-            self.secrets.append(secret)
+        remember_secret(self.secrets, secret)
 
     def run(self, flow: Generator[Any, Any, T], *, quiet: bool = False, wait_limit: float | None = None) -> T:
         """Drive a flow to its end: send, sleep and fetch tokens as it asks.

@@ -14,11 +14,11 @@ from typing import Any
 
 import requests
 from airflow.sdk import BaseHook
-from airflow.sdk.log import mask_secret
 
 from airflow_campaign_provider.clock import Clock, SystemClock
 from airflow_campaign_provider.exceptions import ExternalApiError, HttpStatusError
 from airflow_campaign_provider.flow import CallState, call_flow
+from airflow_campaign_provider.log_scrubbing import mask_secrets
 from airflow_campaign_provider.pagination import PageRequest, Pages, PaginationConfig, paginate_flow, parse_pagination
 from airflow_campaign_provider.request import ApiRequest, build_request, resolve_url
 from airflow_campaign_provider.response import ApiResponse
@@ -63,8 +63,7 @@ class ExternalApiHook(BaseHook):
     def settings(self) -> ConnectionSettings:
         """The connection, read once and validated; its secrets are registered with Airflow's masker."""
         settings = settings_of(self.get_connection(self.conn_id))
-        for secret in settings.secrets:
-            mask_secret(secret)
+        mask_secrets(settings.secrets)
         return settings
 
     @cached_property

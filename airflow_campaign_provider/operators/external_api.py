@@ -262,7 +262,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         """Render, then register secret header and query values with the masker before Airflow stores them."""
         super().render_template_fields(context, jinja_env)
-        from airflow.sdk.log import mask_secret
+        from airflow_campaign_provider.log_scrubbing import mask_secrets
 
         api_key_header: list[str] = []
         # A broken connection fails the task in execute, with its own clear error.
@@ -271,8 +271,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
         params = self.query_params if isinstance(self.query_params, Mapping) else None
         headers = self.headers if isinstance(self.headers, Mapping) else None
         endpoint = self.endpoint if isinstance(self.endpoint, str) else None
-        for value in secret_values(headers, params, endpoint, api_key_header):
-            mask_secret(value)
+        mask_secrets(secret_values(headers, params, endpoint, api_key_header))
 
     def execute(self, context: Context) -> Any:
         return self._run(context, _Resume())

@@ -24,7 +24,7 @@ from airflow_campaign_provider.auth import OAuthToken
 from airflow_campaign_provider.exceptions import ExternalApiError, TransportError, error_payload
 from airflow_campaign_provider.flow import GetToken, Send, Sleep, token_flow
 from airflow_campaign_provider.jobs import JobState, PollWait, parse_job, poll_flow
-from airflow_campaign_provider.log_scrubbing import scrubbed_log_records
+from airflow_campaign_provider.log_scrubbing import mask_secrets, remember_secret, scrubbed_log_records
 from airflow_campaign_provider.request import build_request
 from airflow_campaign_provider.response import ApiResponse
 from airflow_campaign_provider.settings import ConnectionSettings, settings_of
@@ -78,7 +78,7 @@ class AsyncRunner:
             if cached is not None and cached.value != action.stale and cached.is_fresh(time.time()):
                 return cached.value
             token, _ = await self.run(token_flow(self.settings, action.deadline, time.time, self._rng))
-            self.secrets.append(token.value)
+            remember_secret(self.secrets, token.value)
             self._token = token
             self.log.info("OAuth2 token %s", "refreshed after HTTP - 401" if action.refresh else "fetched")
             return token.value
@@ -127,11 +127,9 @@ class ExternalApiTrigger(BaseTrigger):
 
     async def _settings(self) -> ConnectionSettings:
         from airflow.providers.common.compat.connection import get_async_connection
-        from airflow.sdk.log import mask_secret
 
         settings = settings_of(await get_async_connection(self.conn_id))
-        for secret in settings.secrets:
-            mask_secret(secret)
+        mask_secrets(settings.secrets)
         return settings
 
 

@@ -238,6 +238,26 @@ def test_the_trigger_refuses_a_status_url_off_the_connection_host(job_conn) -> N
     assert "t0k-1" not in json.dumps(event)
 
 
+def test_the_trigger_fetches_an_oauth2_token_and_masks_it_like_the_hook(job_conn, make_conn) -> None:
+    from airflow.sdk._shared.secrets_masker import redact
+
+    make_conn(
+        "job_api",
+        host=f"{job_conn.base_url}/v1",
+        login="client-id",
+        password="client-secret-123",
+        auth_type="oauth2_client_credentials",
+        token_url=f"{job_conn.base_url}/oauth/token",
+    )
+    job_conn.route("/oauth/token", json_response(200, {"access_token": "trigger-tok-9f3", "expires_in": 3600}))
+    JobApi(job_conn, ["running", "done"])
+    event = first_event(trigger_for(job_conn))
+    assert event["status"] == "done"
+    polls = [r for r in job_conn.requests if r.path == "/v1/coupon-batches/b-1"]
+    assert [r.headers["Authorization"] for r in polls] == ["Bearer trigger-tok-9f3"] * 2, "one token for every poll"
+    assert redact("polled with trigger-tok-9f3") == "polled with ***", "the token is registered with the masker"
+
+
 def send_async(server: ScriptedServer, endpoint: str, timeout: float = 10.0) -> Any:
     settings = ExternalApiHook().settings
     request = build_request(settings, "GET", endpoint)
