@@ -19,7 +19,6 @@ import socket
 import ssl
 import time
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,16 +26,15 @@ import httpcore
 
 from airflow_campaign_provider.body import BodyReader
 from airflow_campaign_provider.exceptions import (
-    ConnectionConfigError,
     DeadlineExceededError,
     GuardrailError,
     TransportError,
 )
-from airflow_campaign_provider.guardrails import check_resolved_addresses
+from airflow_campaign_provider.guardrails import checked_addresses
 from airflow_campaign_provider.redaction import redact_url
 from airflow_campaign_provider.request import ApiRequest
 from airflow_campaign_provider.response import ApiResponse, Headers
-from airflow_campaign_provider.settings import ConnectionSettings
+from airflow_campaign_provider.settings import ConnectionSettings, check_ca_bundle
 from airflow_campaign_provider.transport import CONNECT_TIMEOUT
 
 _DISPLAY_URL: ContextVar[str] = ContextVar("campaign_external_api_async_url", default="")
@@ -60,8 +58,7 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         if not self.check_addresses:
             return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        check_resolved_addresses(host, addresses, url=_DISPLAY_URL.get())
+        addresses = checked_addresses(host, infos, url=_DISPLAY_URL.get())
         for index, address in enumerate(addresses):
             try:
                 return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
@@ -85,8 +82,7 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
         return context
     if isinstance(verify, str):
-        if not Path(verify).exists():
-            raise ConnectionConfigError("extra.verify", f"CA bundle {verify!r} does not exist")
+        check_ca_bundle(verify)
         return ssl.create_default_context(cafile=verify)
     import certifi
 
@@ -200,4 +196,4 @@ async def _check_target_addresses(url: str, shown: str) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, 443, type=socket.SOCK_STREAM)
     except OSError as err:
         raise TransportError.attempt_failed("name resolution", f"{host!r}: {err.strerror or err}", url=shown) from None
-    check_resolved_addresses(host, [str(info[4][0]) for info in infos], url=shown)
+    checked_addresses(host, infos, url=shown)

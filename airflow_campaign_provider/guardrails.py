@@ -211,6 +211,13 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+def checked_addresses(host: str, infos: Iterable[tuple[Any, ...]], *, url: str) -> list[str]:
+    """The distinct addresses of a ``getaddrinfo`` answer, in order, after :func:`check_resolved_addresses`."""
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    check_resolved_addresses(host, addresses, url=url)
+    return addresses
+
+
 def check_resolved_addresses(host: str, addresses: Iterable[str], *, url: str) -> None:
     """Refuse a host when any address it resolves to is loopback, private, link-local or unspecified.
 

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, cast, get_args
 from urllib.parse import quote_plus, urlsplit, urlunsplit
 
@@ -198,6 +199,12 @@ def _as_str_map(name: str, value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ConnectionConfigError(name, "expected an object of string values")
     return dict(value)
+
+
+def check_ca_bundle(verify: bool | str) -> None:
+    """Refuse a ``verify`` CA bundle path that does not exist on this machine (the worker or the triggerer)."""
+    if isinstance(verify, str) and not Path(verify).exists():
+        raise ConnectionConfigError("extra.verify", f"CA bundle {verify!r} does not exist")
 
 
 def _as_verify(name: str, value: Any) -> bool | str:

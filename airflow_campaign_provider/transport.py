@@ -30,7 +30,6 @@ import socket
 import threading
 import time
 from contextvars import ContextVar, Token
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,16 +44,15 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 
 from airflow_campaign_provider.body import READ_CHUNK_BYTES, BodyReader
 from airflow_campaign_provider.exceptions import (
-    ConnectionConfigError,
     DeadlineExceededError,
     ExternalApiError,
     TransportError,
 )
-from airflow_campaign_provider.guardrails import check_resolved_addresses
+from airflow_campaign_provider.guardrails import checked_addresses
 from airflow_campaign_provider.redaction import redact_url
 from airflow_campaign_provider.request import ApiRequest
 from airflow_campaign_provider.response import ApiResponse, Headers
-from airflow_campaign_provider.settings import ConnectionSettings
+from airflow_campaign_provider.settings import ConnectionSettings, check_ca_bundle
 
 CONNECT_TIMEOUT = 10.0
 """Longest wait for a TCP and TLS connect, within the call's overall deadline."""
@@ -225,8 +223,7 @@ class _GuardedHTTPConnection(HTTPConnection):
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         except socket.gaierror as err:
             raise NameResolutionError(self.host, self, err) from err
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        check_resolved_addresses(self.host, addresses, url=guard.url)
+        addresses = checked_addresses(self.host, infos, url=guard.url)
         # Connect to the addresses just checked, never to a fresh resolution of the name.
         for index, address in enumerate(addresses):
             self._dns_host = address
@@ -280,8 +277,7 @@ class SyncTransport:
     """
 
     def __init__(self, settings: ConnectionSettings, *, pool_size: int = 10) -> None:
-        if isinstance(settings.verify, str) and not Path(settings.verify).exists():
-            raise ConnectionConfigError("extra.verify", f"CA bundle {settings.verify!r} does not exist")
+        check_ca_bundle(settings.verify)
         self.settings = settings
         session = requests.Session()
         # No .netrc credentials, no proxy or CA bundle from the environment, no default
@@ -396,4 +392,4 @@ def _check_target_addresses(url: str, shown: str) -> None:
         infos = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
     except OSError as err:
         raise TransportError.attempt_failed("name resolution", f"{host!r}: {err.strerror or err}", url=shown) from None
-    check_resolved_addresses(host, [str(info[4][0]) for info in infos], url=shown)
+    checked_addresses(host, infos, url=shown)
