@@ -43,8 +43,6 @@ from airflow_campaign_provider.settings import ConnectionSettings
 Now = Callable[[], float]
 """Seconds since the epoch (``time.time`` in production): deadlines must mean the same in another process."""
 
-EXCERPT_CHARS = 200
-"""Longest body excerpt an error message carries (scrubbed of secrets)."""
 
 T = TypeVar("T")
 
@@ -232,7 +230,7 @@ def _wait_before_retry(
 
 def status_error(response: ApiResponse, secrets: tuple[str, ...]) -> HttpStatusError:
     """The error for an error status, with a short excerpt of the body, scrubbed of secrets."""
-    detail = excerpt(response.content, secrets, EXCERPT_CHARS) or "(empty body)"
+    detail = excerpt(response.content, secrets) or "(empty body)"
     return HttpStatusError(
         f"HTTP - {response.status_code}: {detail}", url=response.display_url, status=response.status_code
     )

@@ -41,7 +41,6 @@ DEFAULTS: dict[str, Any] = {
 }
 MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
 MIN_POLL_INTERVAL = 0.1
-STATUS_EXCERPT_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -201,7 +200,7 @@ def poll_flow(
             if state.last_status in config.done:
                 return JobDone(response, document)
             if state.last_status in config.failed:
-                detail = excerpt(response.content, status.secrets, STATUS_EXCERPT_CHARS)
+                detail = excerpt(response.content, status.secrets)
                 raise JobFailedError(
                     f"job failed: status {state.last_status!r} after {state.polls} polls: {detail}",
                     url=status.display_url,

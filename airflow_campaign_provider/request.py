@@ -93,8 +93,7 @@ def build_request(
         *settings.secrets,
         *secret_values(headers, params, endpoint, [settings.auth.api_key_header]),
     )
-    url = resolve_url(settings, endpoint, params, secrets)
-    shown = redact_url(url, secrets)
+    url, shown = _resolve(settings, endpoint, params, secrets)
     if headers:
         check_headers(headers, url=shown)
     all_headers = {**TRANSPORT_HEADERS, **settings.headers, **(headers or {})}
@@ -125,7 +124,13 @@ def resolve_url(
     and must stay under it once its dot-segments are resolved. An absolute URL must be on
     the connection's scheme, host and port.
     """
-    secrets = (*settings.secrets, *secrets)
+    return _resolve(settings, endpoint, params, (*settings.secrets, *secrets))[0]
+
+
+def _resolve(
+    settings: ConnectionSettings, endpoint: str, params: Mapping[str, Any] | None, secrets: tuple[str, ...]
+) -> tuple[str, str]:
+    """:func:`resolve_url`, and the URL as shown, redacted of ``secrets`` (all of them, the connection's too)."""
     shown = redact_url(endpoint, secrets)
     base = urlsplit(settings.base_url)
     target = urlsplit(endpoint)
@@ -147,8 +152,9 @@ def resolve_url(
     if params:
         query = "&".join(q for q in (query, urlencode(params, doseq=True)) if q)
     url = urlunsplit((scheme, netloc, path, query, ""))
-    check_connection_url(settings, url, redact_url(url, secrets))
-    return url
+    shown = redact_url(url, secrets)
+    check_connection_url(settings, url, shown)
+    return url, shown
 
 
 def check_connection_url(settings: ConnectionSettings, url: str, display_url: str) -> SplitResult:

@@ -54,10 +54,10 @@ class RetryPolicy:
             return False
         return repeatable or not request_sent
 
-    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
         """Exponential backoff with jitter: half fixed, half random, so retries spread out but still grow."""
         ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** max(retry_number - 1, 0))
-        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 from urllib.parse import quote_plus, urlsplit, urlunsplit
@@ -102,9 +103,9 @@ class ConnectionSettings:
         """The base URL's host name, lower-cased."""
         return (urlsplit(self.base_url).hostname or "").lower()
 
-    @property
+    @cached_property
     def secrets(self) -> tuple[str, ...]:
-        """Every secret this connection holds, in the forms that could appear in text."""
+        """Every secret this connection holds, in the forms that could appear in text (worked out once)."""
         found: list[str] = []
         if self.auth.secret:
             found.append(self.auth.secret)

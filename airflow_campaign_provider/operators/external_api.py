@@ -84,7 +84,6 @@ class _PreparedCall:
 class _Resume:
     """Where a resumed task picks up: a call's state after a long wait, or a job polled to its end."""
 
-    phase: str = "start"
     call_state: dict[str, Any] | None = None
     status_url: str | None = None
     job_state: dict[str, Any] | None = None
@@ -287,17 +286,14 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             if not isinstance(err, RequestFailedError):
                 raise err
             return self._request_failed(context, err, self._failure_branches())
-        return self._run(context, _Resume(phase="polled", status_url=event["status_url"], job_state=event["job"]))
+        return self._run(context, _Resume(status_url=event["status_url"], job_state=event["job"]))
 
     def _run(self, context: Context, resume: _Resume) -> Any:
         call = self._prepare(context)
         hook = self._get_hook()
         try:
             with hook:
-                if call.job is None:
-                    pages = self._fetch(hook, call, resume)
-                else:
-                    pages = self._job_result(context, hook, call, resume)
+                pages = self._fetch(hook, call, resume) if call.job is None else self._job_result(hook, call, resume)
                 return self._finish(context, call, pages)
         except RequestFailedError as err:
             return self._request_failed(context, err, call.branches)
@@ -374,19 +370,17 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                 method_name="execute_resume",
             )
 
-    def _job_result(
-        self, context: Context, hook: ExternalApiHook, call: _PreparedCall, resume: _Resume
-    ) -> Iterable[Page]:
+    def _job_result(self, hook: ExternalApiHook, call: _PreparedCall, resume: _Resume) -> Iterable[Page]:
         """Create the job (unless resumed after polling), poll its status to the end, and fetch its result."""
         from airflow_campaign_provider.jobs import JobState, poll_flow, result_url_of, status_url_of
         from airflow_campaign_provider.triggers.external_api import ExternalApiTrigger
 
         assert call.job is not None
         config = call.job
-        if resume.phase == "polled":
+        if resume.status_url is not None:  # the trigger polled it to its end
             # The job was created before the task deferred: the link and summary still show where.
             self.called_url = hook.build(self.method, self.endpoint, params=self.query_params).display_url
-            status_url, state = resume.status_url or "", JobState.from_dict(resume.job_state or {})
+            status_url, state = resume.status_url, JobState.from_dict(resume.job_state or {})
             final = hook.request("GET", status_url)
             document = final.json()
         else:
@@ -435,14 +429,14 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
 
         output = RowOutput(self.output_path, self.xcom_max_bytes)
         total: MappingResult | None = None
-        responses: list[ApiResponse] = []
+        last: ApiResponse | None = None
         received = 0
         cap = call.pagination.max_records if call.pagination is not None else None
         try:
             for page in pages:
                 response = page.response
                 self.called_url = self.called_url or response.display_url
-                responses[1:] = [response]  # keep the first and the latest
+                last = response
                 received += len(response.content)
                 result = self._map(call, page)
                 for name, table in result.tables.items():
@@ -453,7 +447,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
                     total = result
                 else:
                     total.extend(result)
-            if total is None:
+            if total is None or last is None:
                 raise ResponseMappingError("outbound mapping: the fetch gave no page to map")
             self._log_mapping(total)
             total.check_quality()
@@ -469,7 +463,7 @@ class ExternalApiOperator(BaseOperator, BranchMixIn):
             value={
                 "url": self.called_url,
                 "method": self.method,
-                "status": responses[-1].status_code,
+                "status": last.status_code,
                 "bytes": received,
                 "elapsed_ms": elapsed_ms,
                 **total.summary(),
