@@ -14,7 +14,7 @@ import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -74,6 +74,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 from demo.tls import LocalCA, ensure_local_ca  # noqa: E402
 from tests.support.scripted_server import ScriptedServer  # noqa: E402
 
+if TYPE_CHECKING:
+    from airflow_campaign_provider.hooks.external_api import ExternalApiHook
+
 ConnFactory = Callable[..., str]
 
 
@@ -117,6 +120,15 @@ def make_conn(monkeypatch: pytest.MonkeyPatch, local_ca: LocalCA) -> ConnFactory
         return conn_id
 
     return make
+
+
+@pytest.fixture
+def hook(server: ScriptedServer, make_conn: ConnFactory) -> ExternalApiHook:
+    """A hook on the default connection, pointed at the scripted server's ``/v1``."""
+    from airflow_campaign_provider.hooks.external_api import ExternalApiHook
+
+    make_conn(host=f"{server.base_url}/v1")
+    return ExternalApiHook()
 
 
 @pytest.fixture(scope="session")

@@ -31,15 +31,9 @@ from airflow_campaign_provider.exceptions import (
 )
 from airflow_campaign_provider.hooks.external_api import ExternalApiHook
 from airflow_campaign_provider.request import build_request
-from tests.support.scripted_server import ScriptedHandler, ScriptedServer, json_response
+from tests.support.scripted_server import ScriptedHandler, ScriptedServer, json_response, oauth_conn
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def hook(server: ScriptedServer, make_conn) -> ExternalApiHook:
-    make_conn(host=f"{server.base_url}/v1")
-    return ExternalApiHook()
 
 
 def nothing_reached(server: ScriptedServer) -> bool:
@@ -78,13 +72,7 @@ def test_credentials_http_cannot_carry_are_a_typed_error_before_anything_is_sent
     "token", ["fetched-token-1\n", "fetched\r\nX-Injected: yes", "fetched\x00token", "fetched-tök€n-1"]
 )
 def test_a_fetched_token_http_cannot_carry_is_a_token_error_naming_the_field(server, make_conn, token) -> None:
-    make_conn(
-        host=f"{server.base_url}/v1",
-        login="client-id",
-        password="client-secret-123",
-        auth_type="oauth2_client_credentials",
-        token_url=f"{server.base_url}/oauth/token",
-    )
+    oauth_conn(server, make_conn)
     server.route("/oauth/token", json_response(200, {"access_token": token, "token_type": "bearer"}))
     server.route("/v1/x", json_response())
     with pytest.raises(TokenError, match="access_token") as info:
@@ -317,13 +305,7 @@ def test_switching_protocols_without_an_upgrade_is_a_typed_error(server, make_co
 
 
 def test_threads_sharing_a_hook_fetch_one_token_and_refresh_it_once(server, make_conn) -> None:
-    make_conn(
-        host=f"{server.base_url}/v1",
-        login="client-id",
-        password="client-secret-123",
-        auth_type="oauth2_client_credentials",
-        token_url=f"{server.base_url}/oauth/token",
-    )
+    oauth_conn(server, make_conn)
     issued = iter(["token-1", "token-2", "token-3", "token-4"])
     valid = {"token-1"}
 

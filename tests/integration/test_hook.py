@@ -37,23 +37,18 @@ from airflow_campaign_provider.hooks.external_api import ExternalApiHook
 from tests.support.scripted_server import (
     Responder,
     ScriptedHandler,
-    ScriptedServer,
     chunked_forever,
     drip,
     drip_headers,
     echo_request_headers,
     json_response,
+    oauth_conn,
     raw_body,
     reset_mid_body,
+    token_response,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def hook(server: ScriptedServer, make_conn) -> ExternalApiHook:
-    make_conn(host=f"{server.base_url}/v1")
-    return ExternalApiHook()
 
 
 def logged(capfd: pytest.CaptureFixture[str]) -> str:
@@ -381,25 +376,9 @@ def test_api_key_auth_uses_the_configured_header(server, make_conn) -> None:
     assert "Authorization" not in server.requests[0].headers
 
 
-def oauth_conn(server: ScriptedServer, make_conn, **extra) -> None:
-    make_conn(
-        host=f"{server.base_url}/v1",
-        login="client-id",
-        password="client-secret-123",
-        auth_type="oauth2_client_credentials",
-        token_url=f"{server.base_url}/oauth/token",
-        scope="offers:read",
-        **extra,
-    )
-
-
-def token(value: str, expires_in: int = 3600):
-    return json_response(200, {"access_token": value, "token_type": "bearer", "expires_in": expires_in})
-
-
 def test_oauth2_fetches_once_and_caches_the_token(server, make_conn, capfd) -> None:
     oauth_conn(server, make_conn)
-    server.route("/oauth/token", token("access-1"))
+    server.route("/oauth/token", token_response("access-1"))
     server.route("/v1/x", json_response())
     hook = ExternalApiHook()
     hook.get_json("x")
@@ -419,7 +398,7 @@ def test_oauth2_fetches_once_and_caches_the_token(server, make_conn, capfd) -> N
 
 def test_oauth2_refreshes_once_after_a_401(server, make_conn, capfd) -> None:
     oauth_conn(server, make_conn)
-    server.route("/oauth/token", token("stale-1"), token("fresh-2"))
+    server.route("/oauth/token", token_response("stale-1"), token_response("fresh-2"))
     server.route("/v1/x", json_response(401, {"error": "expired"}), json_response(200, [1]))
     assert ExternalApiHook().get_json("x") == [1]
     api = [r.headers["Authorization"] for r in server.requests if r.path == "/v1/x"]
@@ -429,7 +408,7 @@ def test_oauth2_refreshes_once_after_a_401(server, make_conn, capfd) -> None:
 
 def test_oauth2_second_401_is_final(server, make_conn) -> None:
     oauth_conn(server, make_conn)
-    server.route("/oauth/token", token("t-1"), token("t-2"), token("t-3"))
+    server.route("/oauth/token", token_response("t-1"), token_response("t-2"), token_response("t-3"))
     server.route("/v1/x", json_response(401, {"error": "nope"}))
     with pytest.raises(HttpStatusError, match="HTTP - 401"):
         ExternalApiHook().get_json("x")
@@ -438,7 +417,7 @@ def test_oauth2_second_401_is_final(server, make_conn) -> None:
 
 def test_oauth2_token_endpoint_gets_retries(server, make_conn) -> None:
     oauth_conn(server, make_conn)
-    server.route("/oauth/token", json_response(503, {}, {"Retry-After": "0"}), token("t-1"))
+    server.route("/oauth/token", json_response(503, {}, {"Retry-After": "0"}), token_response("t-1"))
     server.route("/v1/x", json_response())
     ExternalApiHook().get_json("x")
     assert len([r for r in server.requests if r.path == "/oauth/token"]) == 2
@@ -454,7 +433,7 @@ def test_oauth2_refused_credentials(server, make_conn) -> None:
 
 def test_oauth2_expired_token_is_fetched_again(server, make_conn) -> None:
     oauth_conn(server, make_conn)
-    server.route("/oauth/token", token("short-1", expires_in=0), token("next-2"))
+    server.route("/oauth/token", token_response("short-1", expires_in=0), token_response("next-2"))
     server.route("/v1/x", json_response())
     hook = ExternalApiHook()
     hook.get_json("x")
@@ -513,7 +492,7 @@ def test_test_connection_success_uses_get_on_the_base_url(server, make_conn) -> 
 
 def test_test_connection_fetches_the_oauth_token(server, make_conn) -> None:
     oauth_conn(server, make_conn)
-    server.route("/oauth/token", token("tc-token-777"))
+    server.route("/oauth/token", token_response("tc-token-777"))
     server.route("/v1", json_response(200, {}))
     ok, message = ExternalApiHook().test_connection()
     assert ok, message

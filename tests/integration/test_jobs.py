@@ -32,6 +32,7 @@ from tests.support.scripted_server import (
     chunked_forever,
     drip,
     json_response,
+    oauth_conn,
 )
 
 pytestmark = pytest.mark.integration
@@ -241,14 +242,7 @@ def test_the_trigger_refuses_a_status_url_off_the_connection_host(job_conn) -> N
 def test_the_trigger_fetches_an_oauth2_token_and_masks_it_like_the_hook(job_conn, make_conn) -> None:
     from airflow.sdk._shared.secrets_masker import redact
 
-    make_conn(
-        "job_api",
-        host=f"{job_conn.base_url}/v1",
-        login="client-id",
-        password="client-secret-123",
-        auth_type="oauth2_client_credentials",
-        token_url=f"{job_conn.base_url}/oauth/token",
-    )
+    oauth_conn(job_conn, make_conn, "job_api")
     job_conn.route("/oauth/token", json_response(200, {"access_token": "trigger-tok-9f3", "expires_in": 3600}))
     JobApi(job_conn, ["running", "done"])
     event = first_event(trigger_for(job_conn))

@@ -19,7 +19,7 @@ from airflow_campaign_provider.exceptions import (
 from airflow_campaign_provider.hooks.external_api import ExternalApiHook
 from tests.conftest import read_task_output
 from tests.support.airflow_run import install_dag, run_dag
-from tests.support.scripted_server import ScriptedHandler, ScriptedServer
+from tests.support.scripted_server import ScriptedHandler, ScriptedServer, oauth_conn
 
 pytestmark = pytest.mark.integration
 
@@ -186,13 +186,7 @@ def test_the_one_deadline_covers_every_page(api) -> None:
 
 
 def test_a_token_that_expires_mid_fetch_is_refreshed(server, make_conn) -> None:
-    make_conn(
-        host=f"{server.base_url}/v1",
-        login="client-id",
-        password="client-secret-123",
-        auth_type="oauth2_client_credentials",
-        token_url=f"{server.base_url}/oauth/token",
-    )
+    oauth_conn(server, make_conn)
     tokens = iter(["token-1", "token-2"])
     server.route("/oauth/token", lambda h: h.send_json(200, {"access_token": next(tokens), "token_type": "bearer"}))
     served = paged_api("link_header")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import read_task_output
 from tests.support.airflow_run import install_dag, run_dag
-from tests.support.scripted_server import ScriptedServer, echo_request_headers, json_response
+from tests.support.scripted_server import ScriptedServer, echo_request_headers, json_response, oauth_conn
 
 pytestmark = pytest.mark.integration
 
@@ -59,14 +59,7 @@ def test_no_secret_in_task_output(airflow_db: Path, airflow_home: Path, server: 
     make_conn("secret_basic", host=base, login="campaign", password=SECRETS["password"])
     make_conn("secret_bearer", host=base, password=SECRETS["bearer token"], auth_type="bearer")
     make_conn("secret_api_key", host=base, password=SECRETS["API key"], auth_type="api_key")
-    make_conn(
-        "secret_oauth2",
-        host=base,
-        login="client-id",
-        password=SECRETS["client secret"],
-        auth_type="oauth2_client_credentials",
-        token_url=f"{server.base_url}/oauth/token",
-    )
+    oauth_conn(server, make_conn, "secret_oauth2", host=base, password=SECRETS["client secret"])
     server.route("/oauth/token", json_response(200, {"access_token": SECRETS["fetched access token"]}))
     server.route("/v1/ok", json_response(200, {"data": [{"zip": "20121"}]}))
     server.route("/v1/echo", echo_request_headers(500))
@@ -148,14 +141,7 @@ def test_failures_of_every_kind_show_no_secret_in_logs_xcom_rendered_fields_or_l
 
     base = f"{server.base_url}/v1"
     make_conn("secret_api", host=base, password=FAILURE_SECRETS["bearer token"], auth_type="bearer")
-    make_conn(
-        "secret_oauth",
-        host=base,
-        login="client-id",
-        password="client-S3cret-0577",
-        auth_type="oauth2_client_credentials",
-        token_url=f"{server.base_url}/oauth/token",
-    )
+    oauth_conn(server, make_conn, "secret_oauth", host=base, password="client-S3cret-0577")
     make_conn("secret_newline", host=base, login="user", password=FAILURE_SECRETS["password with a newline"] + "\n")
     token = FAILURE_SECRETS["fetched token"] + "\n"
     server.route("/oauth/token", json_response(200, {"access_token": token, "token_type": "bearer"}))

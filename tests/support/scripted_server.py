@@ -113,6 +113,26 @@ def json_response(status: int = 200, document: Any = None, headers: dict[str, st
     return respond
 
 
+def token_response(value: str, expires_in: int = 3600) -> Responder:
+    """The OAuth2 token endpoint's answer: a bearer ``access_token`` valid ``expires_in`` seconds."""
+    return json_response(200, {"access_token": value, "token_type": "bearer", "expires_in": expires_in})
+
+
+def oauth_conn(
+    server: ScriptedServer, make_conn: Any, conn_id: str = "campaign_external_api_default", **overrides: Any
+) -> str:
+    """An OAuth2 client-credentials connection to ``server``, its token endpoint at ``/oauth/token``."""
+    fields: dict[str, Any] = {
+        "host": f"{server.base_url}/v1",
+        "login": "client-id",
+        "password": "client-secret-123",
+        "auth_type": "oauth2_client_credentials",
+        "token_url": f"{server.base_url}/oauth/token",
+        "scope": "offers:read",
+    }
+    return str(make_conn(conn_id, **{**fields, **overrides}))
+
+
 def raw_body(status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Responder:
     def respond(h: ScriptedHandler) -> None:
         h.send_bytes(status, body, content_type=content_type, headers=headers)
